@@ -1,0 +1,101 @@
+"""``python -m grader``: grade a submission, and the instructor's sub-commands.
+
+    python -m grader [--submission DIR] [--experiments exp_3_1_vgg,...] [--json FILE]
+                     [--results-json FILE] [--junit FILE] [--visible-only] [--seed N]
+    python -m grader release [OUT_DIR]        skeletons / student handout
+    python -m grader goldens                  recompute visible goldens (instructor)
+    python -m grader weights {status,synthetic,fetch,verify}
+    python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv
+
+Grading exits 0 whenever grading ran, whatever the score; non-zero only when the
+grader itself failed (bad arguments, missing weights, an internal error).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from grader.paths import EXPERIMENTS
+
+SUBCOMMANDS = ("release", "goldens", "weights", "batch", "calibrate")
+
+
+def _parse_experiments(text: str | None) -> list[str]:
+    if not text:
+        return list(EXPERIMENTS)
+    chosen = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in EXPERIMENTS]
+    if unknown:
+        raise SystemExit(f"grader: unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    return chosen
+
+
+def grade_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grader", description="Grade a chapter-3 submission (60/80/100 tiers).")
+    p.add_argument("--submission", default=None, help="folder shaped like stu_upload/ (default: stu_upload)")
+    p.add_argument("--experiments", default=None, help="comma-separated subset of " + ",".join(EXPERIMENTS))
+    p.add_argument("--json", dest="json_path", default=None, help="write the kit's JSON report here")
+    p.add_argument("--results-json", default=None, help="write Gradescope results.json here")
+    p.add_argument("--junit", default=None, help="write JUnit XML here")
+    p.add_argument("--visible-only", action="store_true", help="run only the checks a student can run alone")
+    p.add_argument("--seed", type=int, default=None, help="seed of the hidden checks (default: fresh each run)")
+    p.add_argument("--memory-gb", type=float, default=None, help="address-space limit per student process")
+    p.add_argument("--verbose", action="store_true", help="show pytest's own output")
+    return p
+
+
+def grade(argv: list[str]) -> int:
+    args = grade_parser().parse_args(argv)
+    from grader import report
+    from grader.grading import GradingSession, grade_experiment
+    from grader.submission import SubmissionError, resolve_submission
+    from grader.weights import resolve_weights
+    experiments = _parse_experiments(args.experiments)
+    try:
+        submission = resolve_submission(args.submission)
+    except SubmissionError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        return 2
+    weights = resolve_weights()
+    session = GradingSession(submission, weights, visible_only=args.visible_only, seed=args.seed,
+                             memory_bytes=int(args.memory_gb * 2**30) if args.memory_gb else None)
+    start = time.perf_counter()
+    print(f"grading {submission}")
+    print(weights.banner())
+    results = []
+    for exp in experiments:
+        print(f"... {exp}", flush=True)
+        results.append(grade_experiment(session, exp, verbose=args.verbose))
+    doc = report.build(results, session, time.perf_counter() - start)
+    print(report.table(doc))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(doc, indent=2))
+    if args.results_json:
+        report.write_gradescope(doc, Path(args.results_json))
+    if args.junit:
+        report.write_junit(doc, Path(args.junit))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"grader error: {r.error}", file=sys.stderr)
+    return 3 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        cmd, rest = argv[0], argv[1:]
+        if cmd == "release":
+            from grader.release import main as run
+        elif cmd == "goldens":
+            from grader.goldens_cli import main as run
+        elif cmd == "weights":
+            from grader.weights import main as run
+        elif cmd == "batch":
+            from grader.batch import main as run
+        else:
+            from grader.calibrate import main as run
+        return int(run(rest) or 0)
+    return grade(argv)

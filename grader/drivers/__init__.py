@@ -1,0 +1,35 @@
+"""Child-side drivers: call a submission through the book's interface, return raw outputs.
+
+One module per experiment, each exposing ``Context`` and ``HANDLERS`` (case kind ->
+``handler(context, params, inputs) -> dict of arrays``). Drivers never compare.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from grader.submission import load_module
+
+
+@dataclass
+class BaseContext:
+    submission: Path
+    resources: dict
+    experiment: str = ""
+    current: str = ""   # the case being run; handlers file extra (non-array) facts under it
+    extra: dict = field(default_factory=dict)
+    _modules: dict = field(default_factory=dict)
+
+    def module(self, name: str) -> ModuleType:
+        """The submission's module ``name`` (imported once per probe process)."""
+        if name not in self._modules:
+            self._modules[name] = load_module(self.submission, self.experiment, name)
+        return self._modules[name]
+
+
+def sample_indices(size: int, count: int = 64) -> "np.ndarray":
+    """Fixed pseudo-random flat indices used to fingerprint a layer's output."""
+    import numpy as np
+    rng = np.random.default_rng(size)
+    return np.sort(rng.choice(size, size=min(count, size), replace=False))

@@ -1,0 +1,168 @@
+"""Run a submission's check groups in the sandbox and collect their raw outputs.
+
+The parent (this module) is trusted; the child (``grader.probe``) runs student code.
+For each (experiment, group) one sandboxed process is started in a fresh work folder
+holding a copy of the submission's experiment folder, the case inputs and a task file.
+Outputs come back as float64 ``.npz`` files loaded with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from grader import sandbox
+from grader.cases import Case, GroupSpec
+from grader.paths import REFERENCE_DIR, REPO_ROOT
+
+MAX_SUBMISSION_BYTES = 50 * 2**20   # per experiment folder; larger files are skipped
+MAX_RESULT_BYTES = 256 * 2**20
+MAX_JSON_BYTES = 2**20
+
+
+@dataclass
+class CaseOutcome:
+    status: str                     # "ok" | "error" | "missing"
+    outputs: dict = field(default_factory=dict)
+    seconds: float | None = None
+    error: str = ""                 # one line for the student
+    traceback: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class GroupRun:
+    experiment: str
+    group: str
+    outcomes: dict
+    result: sandbox.RunResult | None
+    seconds: float
+    notes: list = field(default_factory=list)
+
+    def outcome(self, name: str) -> CaseOutcome:
+        return self.outcomes.get(name) or CaseOutcome("missing", error="case was not run")
+
+
+def work_root() -> Path:
+    """Parent folder for per-run work folders (``$AICS_GRADER_TMP`` or the system temp)."""
+    root = Path(os.environ.get("AICS_GRADER_TMP", tempfile.gettempdir())) / "aics-grader"
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)  # sandbox users may enter their own folder but not list others
+    return root
+
+
+def copy_experiment(submission: Path, experiment: str, dest: Path, notes: list) -> bool:
+    """Copy ``submission/experiment`` to ``dest/experiment`` without following symlinks."""
+    src = submission / experiment
+    if not src.is_dir():
+        return False
+    target = dest / experiment
+    target.mkdir(parents=True)
+    total = 0
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part in ("__pycache__", ".git") for part in rel.parts):
+            continue
+        if path.is_symlink():
+            notes.append(f"skipped symlink {experiment}/{rel}")
+            continue
+        if path.is_dir():
+            (target / rel).mkdir(parents=True, exist_ok=True)
+            continue
+        size = path.stat().st_size
+        if total + size > MAX_SUBMISSION_BYTES:
+            notes.append(f"skipped {experiment}/{rel}: submission folder larger than {MAX_SUBMISSION_BYTES >> 20} MiB")
+            continue
+        total += size
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / rel)
+    return True
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _read_outputs(path: Path) -> dict:
+    if not path.exists() or path.stat().st_size > MAX_RESULT_BYTES:
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None) -> dict:
+    outcomes: dict[str, CaseOutcome] = {}
+    died = result.message if result is not None else "could not be started"
+    for case in cases:
+        record = _read_json(out_dir / f"{case.name}.json")
+        if record is None:
+            if (out_dir / f"{case.name}.started").exists():
+                msg = f"the submission's process {died} while running this check"
+            else:
+                msg = f"not run: the submission's process {died} before reaching this check"
+            outcomes[case.name] = CaseOutcome("missing", error=msg)
+            continue
+        seconds = record.get("seconds")
+        seconds = float(seconds) if isinstance(seconds, (int, float)) else None
+        extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
+        if record.get("status") == "ok":
+            outputs = _read_outputs(out_dir / f"{case.name}.npz")
+            if not outputs:
+                outcomes[case.name] = CaseOutcome("missing", seconds=seconds,
+                                                  error="the submission's process wrote no readable outputs")
+            else:
+                outcomes[case.name] = CaseOutcome("ok", outputs, seconds, extra=extra)
+        else:
+            outcomes[case.name] = CaseOutcome("error", seconds=seconds, error=str(record.get("error", "error"))[:1000],
+                                              traceback=str(record.get("traceback", ""))[:4000], extra=extra)
+    return outcomes
+
+
+def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Case], resources: dict,
+              *, trusted: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None) -> GroupRun:
+    """Run ``cases`` of one group for ``submission`` in one sandboxed process.
+
+    ``trusted`` is for the reference set (goldens at grade time): same process model,
+    but no privilege drop and nothing hidden.
+    """
+    start = time.perf_counter()
+    notes: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix=f"{experiment}-{spec.name}-", dir=work_root()))
+    try:
+        if not copy_experiment(submission, experiment, workdir / "submission", notes):
+            msg = f"the submission has no {experiment}/ folder (looked in {submission})"
+            return GroupRun(experiment, spec.name, {c.name: CaseOutcome("missing", error=msg) for c in cases},
+                            None, time.perf_counter() - start, notes)
+        arrays = {f"{c.name}/{k}": np.asarray(v) for c in cases for k, v in c.inputs.items()}
+        np.savez(workdir / "inputs.npz", **arrays)
+        task = {"experiment": experiment, "group": spec.name, "resources": resources,
+                "cases": [{"name": c.name, "kind": c.kind, "params": c.params} for c in cases]}
+        (workdir / "task.json").write_text(json.dumps(task))
+        limits = sandbox.Limits(wall_seconds=spec.wall_seconds, cpu_seconds=spec.cpu_seconds)
+        if memory_bytes:
+            limits.memory_bytes = memory_bytes
+        env = {"PYTHONPATH": str(REPO_ROOT)}
+        hide = () if trusted else tuple(hide_paths) + (REFERENCE_DIR,)
+        result = sandbox.run_sandboxed([sys.executable, "-m", "grader.probe", str(workdir)], workdir=workdir,
+                                       limits=limits, env=env, hide_paths=hide,
+                                       drop_privileges=False if trusted else None)
+        outcomes = _collect(workdir / "out", cases, result)
+        return GroupRun(experiment, spec.name, outcomes, result, time.perf_counter() - start, notes)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,23 @@
+"""``python -m grader goldens``: recompute the visible goldens from the reference set."""
+from __future__ import annotations
+
+import argparse
+
+from grader import goldens
+from grader.cli import _parse_experiments
+from grader.paths import DEFAULT_CAT
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader goldens",
+                                     description="Recompute data/golden/ from grader/reference (instructors).")
+    parser.add_argument("--experiments", default=None)
+    args = parser.parse_args(argv)
+    from grader.grading import GradingSession
+    from grader.weights import resolve_weights
+    weights = resolve_weights()
+    print(weights.banner())
+    session = GradingSession(DEFAULT_CAT.parent, weights, visible_only=True)
+    for exp in _parse_experiments(args.experiments):
+        goldens.build(exp, session.resources(exp), weights.sha256)
+    return 0

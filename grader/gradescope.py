@@ -1,0 +1,49 @@
+"""Map the kit's report onto Gradescope's results.json schema.
+
+Each experiment is worth 100 points in the book's tiers (60 + 20 + 20). A tier's points
+are shared equally by its checks, so the ``max_score`` of all tests adds up to
+100 per experiment. Because a tier counts only when every lower tier passed, the
+top-level ``score`` (which Gradescope uses when present) is the tier score, and a
+test whose tier is blocked by a lower tier's failure scores 0 and says why.
+"""
+from __future__ import annotations
+
+TIER_POINTS = {60: 60.0, 80: 20.0, 100: 20.0}
+
+
+def to_gradescope(doc: dict) -> dict:
+    tests = []
+    number = 0
+    for exp_index, exp in enumerate(doc["experiments"], start=1):
+        score = exp["score"]
+        by_tier: dict[int, list] = {}
+        for check in exp["checks"]:
+            by_tier.setdefault(int(check["tier"]), []).append(check)
+        for tier, points in TIER_POINTS.items():
+            checks = by_tier.get(tier, [])
+            if not checks:
+                # Keep the points visible even when no check of this tier ran.
+                number += 1
+                tests.append({"name": f"{exp['id']}: tier {tier} (no checks ran)", "number": f"{exp_index}.{number}",
+                              "score": 0.0, "max_score": points, "status": "failed",
+                              "output": exp.get("error") or "no check of this tier ran", "visibility": "visible"})
+                continue
+            share = points / len(checks)
+            for check in checks:
+                number += 1
+                earned = share if (check["passed"] and score >= tier) else 0.0
+                output = check["message"]
+                if check["passed"] and score < tier:
+                    output += f" (no points: tier {tier} needs every check of the lower tiers to pass)"
+                tests.append({"name": f"{exp['id']}: {check['name']}", "number": f"{exp_index}.{number}",
+                              "score": round(earned, 4), "max_score": round(share, 4),
+                              "status": "passed" if check["passed"] else "failed",
+                              "output": output,
+                              "visibility": "after_published" if check.get("hidden") else "visible"})
+    summary = [f"{e['id']}: {e['score']}/{e['max_score']}" for e in doc["experiments"]]
+    return {
+        "score": float(doc["total"]),
+        "execution_time": int(round(doc.get("seconds", 0))),
+        "output": "; ".join(summary) + f"; weights {doc['weights']['kind']} {doc['weights']['sha256'][:12]}",
+        "tests": tests,
+    }

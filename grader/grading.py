@@ -1,0 +1,224 @@
+"""Grade one submission: run the pytest checks of each experiment and score the tiers.
+
+The checks live in ``grader/checks/test_<experiment>.py`` as ordinary pytest tests. They
+ask the :class:`GradingSession` for a case's outputs (running the sandboxed probe group
+on first use) and for its golden, then compare in this trusted process. A tier counts
+only when every check of it and of every lower tier passed.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader import goldens
+from grader.cases import Case
+from grader.compare import CheckFailure
+from grader.engine import CaseOutcome, GroupRun, run_group
+from grader.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
+
+TIERS = (60, 80, 100)
+CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    tier: int
+    passed: bool
+    message: str
+    seconds: float
+    hidden: bool = False
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "tier": self.tier, "passed": self.passed, "message": self.message,
+                "seconds": round(self.seconds, 3), "hidden": self.hidden}
+
+
+@dataclass
+class ExperimentResult:
+    id: str
+    checks: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+    error: str = ""          # set when the grader itself could not grade this experiment
+
+    @property
+    def score(self) -> int:
+        return tier_score(self.checks)
+
+    max_score = 100
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "score": self.score, "max_score": self.max_score,
+                "seconds": round(self.seconds, 3), "notes": self.notes,
+                "checks": [c.as_dict() for c in self.checks]}
+
+
+def tier_score(checks: list[CheckResult]) -> int:
+    """Highest tier T such that every check with tier <= T passed (0 if none)."""
+    score = 0
+    for tier in TIERS:
+        relevant = [c for c in checks if c.tier <= tier]
+        if not any(c.tier == tier for c in checks) or not all(c.passed for c in relevant):
+            break
+        score = tier
+    return score
+
+
+class GradingSession:
+    """What the checks of one grading run share: submission, weights, seeds, cached runs."""
+
+    def __init__(self, submission: Path, weights, *, visible_only: bool = False, seed: int | None = None,
+                 image: Path = DEFAULT_CAT, hide_paths: tuple = (), memory_bytes: int | None = None):
+        self.submission = submission
+        self.weights = weights
+        self.image = image
+        self.reference_available = REFERENCE_DIR.is_dir() and any(REFERENCE_DIR.glob("exp_*/*.py"))
+        self.hidden = self.reference_available and not visible_only
+        self.seed = seed if seed is not None else secrets.randbelow(2**31)
+        self.hide_paths = tuple(hide_paths)
+        self.memory_bytes = memory_bytes
+        self._cases: dict[str, list[Case]] = {}
+        self._runs: dict[tuple, GroupRun] = {}
+        self._golden_cache: dict[tuple, dict] = {}
+        self.notes: dict[str, list[str]] = {}
+
+    # ----- cases -------------------------------------------------------------------
+    def resources(self, experiment: str) -> dict:
+        res = {"weights": str(self.weights.path), "image": str(self.image)}
+        extra = getattr(goldens.case_module(experiment), "extra_resources", None)
+        if extra:
+            res.update(extra(self))
+        return res
+
+    def cases(self, experiment: str) -> list[Case]:
+        if experiment not in self._cases:
+            module = goldens.case_module(experiment)
+            cases = module.visible_cases()
+            stored = goldens.load(goldens.golden_path(experiment))
+            for case in cases:  # the golden file's inputs are canonical
+                if not case.weights_dependent and case.name in stored:
+                    case.inputs = stored[case.name]["in"]
+            if self.hidden:
+                cases = cases + module.hidden_cases(self.seed)
+            self._cases[experiment] = cases
+        return self._cases[experiment]
+
+    def case(self, experiment: str, name: str) -> Case:
+        for case in self.cases(experiment):
+            if case.name == name:
+                return case
+        raise KeyError(f"{experiment} has no case {name!r}")
+
+    # ----- runs ----------------------------------------------------------------------
+    def _group_run(self, experiment: str, group: str, reference: bool) -> GroupRun:
+        key = (experiment, group, reference)
+        if key not in self._runs:
+            module = goldens.case_module(experiment)
+            cases = [c for c in self.cases(experiment) if c.group == group]
+            if reference:
+                cases = [c for c in cases if c.hidden or (c.weights_dependent and not self._stored_golden(experiment, c))]
+            run = run_group(REFERENCE_DIR if reference else self.submission, experiment, module.GROUPS[group],
+                            cases, self.resources(experiment), trusted=reference, hide_paths=self.hide_paths,
+                            memory_bytes=self.memory_bytes)
+            if not reference:
+                self.notes.setdefault(experiment, []).extend(run.notes)
+                if run.result is not None and run.result.status != "ok":
+                    self.notes[experiment].append(f"group {group!r}: the process {run.result.message}")
+            self._runs[key] = run
+        return self._runs[key]
+
+    def outcome(self, experiment: str, name: str) -> CaseOutcome:
+        case = self.case(experiment, name)
+        return self._group_run(experiment, case.group, reference=False).outcome(name)
+
+    def group_run(self, experiment: str, group: str) -> GroupRun:
+        return self._group_run(experiment, group, reference=False)
+
+    def _stored_golden(self, experiment: str, case: Case) -> dict | None:
+        sha = self.weights.sha256 if case.weights_dependent else None
+        key = (experiment, sha)
+        if key not in self._golden_cache:
+            self._golden_cache[key] = goldens.load(goldens.golden_path(experiment, sha))
+        entry = self._golden_cache[key].get(case.name)
+        return entry["out"] if entry else None
+
+    def golden(self, experiment: str, name: str) -> dict:
+        """Expected outputs of a case: stored visible golden, else computed from the reference now."""
+        case = self.case(experiment, name)
+        if not case.hidden:
+            stored = self._stored_golden(experiment, case)
+            if stored is not None:
+                return stored
+        if not self.reference_available:
+            raise CheckFailure(f"no golden for {name} with weights {self.weights.short()} "
+                               f"({self.weights.kind}); ask your instructor for goldens of these weights "
+                               f"(they run `python -m grader goldens`)")
+        ref = self._group_run(experiment, case.group, reference=True).outcome(name)
+        if ref.status != "ok":
+            raise RuntimeError(f"the reference failed on {experiment}/{name}: {ref.error}\n{ref.traceback}")
+        return ref.outputs
+
+
+SESSION: GradingSession | None = None
+
+
+class _Collector:
+    """pytest plugin: turns test reports into :class:`CheckResult` rows."""
+
+    def __init__(self):
+        self.results: list[CheckResult] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            tier = getattr(item, "aics_tier", None)
+            if tier is None:
+                marker = item.get_closest_marker("tier")
+                tier = marker.args[0] if marker else 100
+            name = getattr(item, "aics_name", None) or item.name
+            hidden = bool(getattr(item, "aics_hidden", False))
+            if report.passed:
+                message = getattr(item, "aics_message", "ok")
+            elif call.excinfo is not None and isinstance(call.excinfo.value, CheckFailure):
+                message = str(call.excinfo.value)
+            elif call.excinfo is not None:
+                message = f"grader error in this check: {call.excinfo.typename}: {call.excinfo.value}"
+            else:
+                message = str(report.longrepr)[-2000:]
+            if report.skipped:
+                # A skipped check never counts as passed.
+                message = f"not checked: {message}"
+            seconds = getattr(item, "aics_seconds", None)
+            self.results.append(CheckResult(name, int(tier), report.passed, message,
+                                            float(seconds if seconds is not None else report.duration), hidden))
+
+
+def grade_experiment(session: GradingSession, experiment: str, verbose: bool = False) -> ExperimentResult:
+    """Run ``grader/checks/test_<experiment>.py`` under pytest in this process."""
+    global SESSION
+    SESSION = session
+    start = time.perf_counter()
+    collector = _Collector()
+    checks_file = CHECKS_DIR / f"test_{experiment}.py"
+    args = [str(checks_file), "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
+            "-o", "console_output_style=classic", "--rootdir", str(REPO_ROOT), "-c", str(CHECKS_DIR / "pytest.ini")]
+    if not verbose:
+        args += ["--tb=no", "-qq", "--disable-warnings"]
+    code = pytest.main(args, plugins=[collector])
+    result = ExperimentResult(experiment, collector.results, session.notes.get(experiment, []),
+                              time.perf_counter() - start)
+    if code not in (0, 1) or not collector.results:
+        result.error = f"pytest exited with code {int(code)} while grading {experiment}"
+    return result
+
+
+def finite_or_none(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None

@@ -1,0 +1,105 @@
+"""Child-side entry point: run one check group of one submission and write raw outputs.
+
+Run by the grader inside the sandbox as ``python -m grader.probe WORKDIR``. It reads
+``WORKDIR/task.json`` and ``WORKDIR/inputs.npz``, imports the submission (copied into
+``WORKDIR/submission``), runs each case through the experiment's driver and writes, per
+case, ``out/<case>.npz`` (float64 arrays) and ``out/<case>.json`` (status, seconds,
+error). A ``out/<case>.started`` marker is written first so that, if the process dies,
+the grader knows which case it died in.
+
+Nothing here decides pass or fail: the trusted parent compares the outputs.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+# Modules a submission must not reach: the reference set, the checks and hidden-case code.
+_BLOCKED_PREFIXES = ("grader.reference", "grader.checks", "grader.cases", "grader.goldens", "grader.engine")
+
+
+class _ImportGuard(importlib.abc.MetaPathFinder):
+    """Refuse imports of the grader's private modules from student code."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if any(fullname == p or fullname.startswith(p + ".") for p in _BLOCKED_PREFIXES):
+            raise ImportError(f"importing {fullname!r} is not allowed in a submission: "
+                              f"the grader's reference and checks are off limits")
+        return None
+
+
+def _short_traceback(exc: BaseException, limit_chars: int = 4000) -> str:
+    """The traceback frames that belong to the submission, newest last."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    keep = [f for f in frames if "/grader/" not in f.filename.replace("\\", "/")] or frames[-3:]
+    text = "".join(traceback.format_list(keep[-8:])) + "".join(traceback.format_exception_only(type(exc), exc))
+    return text[-limit_chars:]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, NotImplementedError):
+        return f"NotImplementedError: {exc}" if str(exc) else "NotImplementedError (a TODO is not done yet)"
+    if isinstance(exc, MemoryError):
+        return "MemoryError: the submission ran out of memory"
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _to_arrays(outputs: dict) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, value in outputs.items():
+        try:
+            arrays[key] = np.array(value, dtype=np.float64, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"output {key!r} of type {type(value).__name__} is not a numeric array: {exc}") from None
+    return arrays
+
+
+def main(argv: list[str]) -> int:
+    workdir = Path(argv[0]).resolve()
+    task = json.loads((workdir / "task.json").read_text())
+    out_dir = workdir / "out"
+    out_dir.mkdir(exist_ok=True)
+    sys.meta_path.insert(0, _ImportGuard())
+    # The kit's own code stays importable; the submission folder is put on sys.path by the loader.
+    driver = importlib.import_module(f"grader.drivers.{task['experiment']}")
+    inputs = np.load(workdir / "inputs.npz", allow_pickle=False) if (workdir / "inputs.npz").exists() else {}
+    context = driver.Context(submission=workdir / "submission", resources=task.get("resources", {}))
+    for case in task["cases"]:
+        name = case["name"]
+        (out_dir / f"{name}.started").write_text("")
+        arrays_in = {k.split("/", 1)[1]: inputs[k] for k in getattr(inputs, "files", []) if k.startswith(name + "/")}
+        context.current = name
+        start = time.perf_counter()
+        record = {"name": name}
+        try:
+            outputs = driver.HANDLERS[case["kind"]](context, case["params"], arrays_in)
+            arrays = _to_arrays(outputs)
+            record["seconds"] = time.perf_counter() - start
+            np.savez(out_dir / f"{name}.npz", **arrays)
+            record["status"] = "ok"
+            record["extra"] = getattr(context, "extra", {}).pop(name, {})
+        except BaseException as exc:  # noqa: BLE001 - every student failure is a result
+            record["seconds"] = time.perf_counter() - start
+            record["status"] = "error"
+            record["error"] = _describe(exc)
+            record["traceback"] = _short_traceback(exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        (out_dir / f"{name}.json").write_text(json.dumps(record))
+    # Marks a clean finish; a missing marker means the process left early.
+    (out_dir / "_done").write_text("")
+    sys.stdout.flush()
+    # Leave without running the submission's atexit handlers or finalizers.
+    import os
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,75 @@
+"""Generate student files from the reference set (``python -m grader release``).
+
+Without an output folder: refresh the repository's ``exp_*/skeleton/`` and the pristine
+``stu_upload/`` from ``grader/reference`` (a kit test fails when they drift). A
+``stu_upload`` file that differs from the previous skeleton holds a student's work and is
+never overwritten unless ``--force`` is given.
+
+With an output folder: build the handout a course gives to students (see
+:func:`build_student_release`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from grader.markers import skeleton_for
+from grader.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+
+
+def reference_files(experiment: str) -> list[Path]:
+    folder = REFERENCE_DIR / experiment
+    return sorted(p for p in folder.glob("*.py") if p.name != "__init__.py")
+
+
+def expected_skeletons() -> dict[Path, str]:
+    """Map of repo-relative skeleton paths (both copies) to their generated text."""
+    out: dict[Path, str] = {}
+    for exp in EXPERIMENTS:
+        for src in reference_files(exp):
+            text = skeleton_for(src, REFERENCE_DIR)
+            out[Path(exp) / "skeleton" / src.name] = text
+            out[Path("stu_upload") / exp / src.name] = text
+    return out
+
+
+def refresh_repo(force: bool = False, out=sys.stdout) -> int:
+    """Rewrite skeletons and pristine stu_upload files; return the number of files written."""
+    written = 0
+    skipped: list[Path] = []
+    for rel, text in expected_skeletons().items():
+        dest = REPO_ROOT / rel
+        if dest.exists() and dest.read_text(encoding="utf-8") == text:
+            continue
+        if rel.parts[0] == "stu_upload" and dest.exists() and not force:
+            skeleton = REPO_ROOT / rel.parts[1] / "skeleton" / rel.name
+            previous = skeleton.read_text(encoding="utf-8") if skeleton.exists() else None
+            if previous is not None and dest.read_text(encoding="utf-8") != previous:
+                skipped.append(rel)
+                continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text, encoding="utf-8")
+        written += 1
+        print(f"wrote {rel}", file=out)
+    for rel in skipped:
+        print(f"kept {rel}: it holds edits (a student's work?); rerun with --force to overwrite", file=out)
+    print(f"release: {written} file(s) written, {len(skipped)} kept", file=out)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader release",
+                                     description="Regenerate skeletons from the reference set, or build a student handout.")
+    parser.add_argument("out_dir", nargs="?", help="build the student handout here instead of refreshing the repo")
+    parser.add_argument("--force", action="store_true", help="overwrite edited stu_upload files")
+    args = parser.parse_args(argv)
+    if args.out_dir:
+        from grader.handout import build_student_release
+        build_student_release(Path(args.out_dir))
+        return 0
+    refresh_repo(force=args.force)
+    return 0
+
+
+__all__ = ["expected_skeletons", "refresh_repo", "reference_files", "main", "STU_UPLOAD_DIR"]

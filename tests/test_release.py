@@ -1,0 +1,82 @@
+"""Single source: skeletons are generated from the reference and must not drift."""
+from __future__ import annotations
+
+import pytest
+
+from grader.markers import MarkerError, solution_lines, strip_solutions
+from grader.paths import REPO_ROOT
+from grader.release import expected_skeletons
+
+
+def test_committed_skeletons_match_release():
+    drift = []
+    for rel, text in expected_skeletons().items():
+        path = REPO_ROOT / rel
+        if not path.exists():
+            drift.append(f"{rel} is missing")
+        elif path.read_text(encoding="utf-8") != text:
+            drift.append(f"{rel} differs")
+    assert not drift, ("skeletons drifted from grader/reference; run `python -m grader release`:\n"
+                       + "\n".join(drift))
+
+
+def test_no_solution_line_in_skeletons():
+    from grader.paths import REFERENCE_DIR
+    for ref in REFERENCE_DIR.glob("exp_*/*.py"):
+        text = ref.read_text(encoding="utf-8")
+        skeleton = strip_solutions(text, ref.name)
+        skeleton_lines = {line.strip() for line in skeleton.splitlines()}
+        # Lines that also appear outside solution blocks (e.g. `return self.output`) are given code.
+        outside, inside = set(), False
+        for line in text.splitlines():
+            s = line.strip()
+            if s.startswith("### BEGIN"):
+                inside = True
+            elif s.startswith("### END"):
+                inside = False
+            elif not inside:
+                outside.add(s)
+        leaked = [s for s in solution_lines(text) if s in skeleton_lines and s not in outside]
+        assert not leaked, f"{ref}: solution lines leaked: {leaked}"
+        assert "### BEGIN" not in skeleton and "### END" not in skeleton
+
+
+SAMPLE = '''class A:
+    def f(self, x):
+        # TODO: compute y
+        ### BEGIN SOLUTION
+        ### HINT y = ______
+        y = x * 2
+        ### END SOLUTION
+        return y
+### BEGIN REFERENCE ONLY
+SECRET = 1
+### END REFERENCE ONLY
+'''
+
+
+def test_strip_solutions_replaces_block_with_hint_and_raise():
+    out = strip_solutions(SAMPLE, "exp/a.py")
+    assert "y = x * 2" not in out and "SECRET" not in out
+    assert "        # TODO: compute y\n        # y = ______\n" in out
+    assert 'raise NotImplementedError("TODO in exp/a.py: complete A.f")' in out
+    assert out.rstrip().endswith("return y")
+
+
+@pytest.mark.parametrize("bad", [
+    "### BEGIN SOLUTION\nx = 1\n",                                   # never closed
+    "x = 1\n### END SOLUTION\n",                                     # end without begin
+    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n",    # nested
+    "### BEGIN SOLUTION\nx = 1\n### END REFERENCE ONLY\n",           # mismatched
+])
+def test_malformed_markers_are_errors_with_line_numbers(bad):
+    with pytest.raises(MarkerError, match=r"exp/b.py:\d+"):
+        strip_solutions(bad, "exp/b.py")
+
+
+def test_skeleton_module_raises_not_implemented(tmp_path):
+    out = strip_solutions(SAMPLE, "exp/a.py")
+    ns: dict = {}
+    exec(compile(out, "a.py", "exec"), ns)
+    with pytest.raises(NotImplementedError, match="A.f"):
+        ns["A"]().f(1)
