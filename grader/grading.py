@@ -122,7 +122,7 @@ class GradingSession:
             module = goldens.case_module(experiment)
             cases = [c for c in self.cases(experiment) if c.group == group]
             if reference:
-                cases = [c for c in cases if c.hidden or (c.weights_dependent and not self._stored_golden(experiment, c))]
+                cases = [c for c in cases if c.hidden or self._stored_golden(experiment, c) is None]
             run = run_group(REFERENCE_DIR if reference else self.submission, experiment, module.GROUPS[group],
                             cases, self.resources(experiment), trusted=reference, hide_paths=self.hide_paths,
                             memory_bytes=self.memory_bytes)
