@@ -1,0 +1,155 @@
+"""Experiment 3.1 graded end to end: the reference, the pristine skeleton, planted bugs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+
+EXP = "exp_3_1_vgg"
+
+
+def grade(submission: Path, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "grader", "--submission", str(submission), "--experiments", EXP,
+                           "--json", str(out), *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"grader failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    doc = json.loads(out.read_text())
+    doc["_stdout"] = proc.stdout
+    return doc
+
+
+def checks(doc: dict) -> dict:
+    return {c["name"]: c for c in doc["experiments"][0]["checks"]}
+
+
+def broken_copy(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
+    """Copy the reference 3.1 folder and apply textual edits, asserting each one applies.
+
+    The reference's fast path is limited to big inputs so that the small layer checks
+    run the book's loops (where the planted bugs live) while the network stays quick.
+    """
+    sub = tmp_path / "sub"
+    shutil.copytree(REFERENCE_DIR / EXP, sub / EXP)
+    layers_2 = sub / EXP / "layers_2.py"
+    text = layers_2.read_text()
+    assert text.count("if _USE_FAST:") == 2
+    layers_2.write_text(text.replace("if _USE_FAST:", "if _USE_FAST and input.shape[2] >= 28:"))
+    for name, pairs in edits.items():
+        path = sub / EXP / name
+        text = path.read_text()
+        for old, new in pairs:
+            assert text.count(old) == 1, f"edit target not found exactly once in {name}: {old!r}"
+            text = text.replace(old, new)
+        path.write_text(text)
+    return sub
+
+
+def test_reference_scores_100_with_hidden_checks(tmp_path):
+    doc = grade(REFERENCE_DIR, tmp_path)
+    assert doc["total"] == 100 and doc["max_total"] == 100
+    exp = doc["experiments"][0]
+    assert exp["score"] == 100
+    assert doc["hidden_checks"]["enabled"] and isinstance(doc["hidden_checks"]["seed"], int)
+    names = {c["name"] for c in exp["checks"]}
+    assert {"vgg19_pool5", "vgg19_softmax", "vgg19_top1"} <= names
+    assert any(n.startswith("hidden_conv") for n in names)
+    assert doc["weights"]["kind"] in ("synthetic", "real", "custom") and len(doc["weights"]["sha256"]) == 64
+    for check in exp["checks"]:
+        assert set(check) >= {"name", "tier", "passed", "message", "seconds"}
+
+
+def test_pristine_stu_upload_scores_0_with_clean_messages(tmp_path):
+    doc = grade(STU_UPLOAD_DIR, tmp_path, "--visible-only")
+    exp = doc["experiments"][0]
+    assert exp["score"] == 0 and not exp.get("error")
+    by_name = checks(doc)
+    conv = by_name["conv_k3_p1_s1"]
+    assert not conv["passed"]
+    assert "NotImplementedError" in conv["message"] and "exp_3_1_vgg/layers_2.py" in conv["message"]
+    assert "ConvolutionalLayer.forward" in conv["message"]
+    assert "NotImplementedError" in by_name["vgg19_pool5"]["message"]
+    assert "Traceback" not in doc["_stdout"]
+
+
+# (name, edits, expected score, a check that must fail, words its message must contain)
+BROKEN = [
+    ("conv_missing_bias", {"layers_2.py": [(" + self.bias[idxc]", "")]}, 0, "conv_k3_p1_s1", "worst element"),
+    ("pool_mean_not_max", {"layers_2.py": [("idxw] = np.max(", "idxw] = np.mean(")]}, 0,
+     "pool_k2_s2", "elements differ"),
+    ("softmax_whole_batch", {"layers_1.py": [("np.sum(input_exp, axis=1, keepdims=True)", "np.sum(input_exp)")]}, 0,
+     "softmax_forward", "elements differ"),
+    ("load_weights_wrong_transpose", {"vgg_cpu.py": [("np.transpose(weight, [2, 0, 1, 3])",
+                                                      "np.transpose(weight, [2, 1, 0, 3])")]}, 60,
+     "vgg19_pool5", "first layer that differs: conv1_1"),
+    ("flatten_wrong_order", {"layers_2.py": [("np.transpose(input, [0, 2, 3, 1])",
+                                              "np.transpose(input, [0, 1, 2, 3])")]}, 80,
+     "vgg19_softmax", "first layer that differs: flatten"),
+    ("fc_bias_dropped", {"vgg_cpu.py": [("self.layers[self.param_layer_name[idx]].load_param(weight, bias)\n\n",
+                                         "self.layers[self.param_layer_name[idx]].load_param(weight, bias * 0)\n\n")]},
+     80, "vgg19_softmax", "first layer that differs: fc6"),
+]
+
+
+@pytest.mark.parametrize("name,edits,expected,failing,words", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_submission_scores_expected_tier(tmp_path, name, edits, expected, failing, words):
+    doc = grade(broken_copy(tmp_path, edits), tmp_path, "--visible-only")
+    exp = doc["experiments"][0]
+    by_name = checks(doc)
+    assert exp["score"] == expected, f"{name}: score {exp['score']}, expected {expected}\n" + "\n".join(
+        f"{c['name']}: {c['message'][:200]}" for c in exp["checks"] if not c["passed"])
+    assert not by_name[failing]["passed"]
+    assert words in by_name[failing]["message"], by_name[failing]["message"]
+
+
+def test_reference_loops_agree_with_fast_path(monkeypatch):
+    """The book's loops in the reference and the BLAS fast path give the same layers."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 9, 7))
+    w = rng.standard_normal((3, 3, 3, 4))
+    b = rng.standard_normal(4)
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("AICS_REFERENCE_LOOPS", mode)
+        code = ("import sys, numpy as np; from grader.submission import load_module; "
+                "m = load_module(sys.argv[1], 'exp_3_1_vgg', 'layers_2'); d = np.load(sys.argv[2]); "
+                "c = m.ConvolutionalLayer(3, 3, 4, 1, 2); c.load_param(d['w'], d['b']); "
+                "p = m.MaxPoolingLayer(3, 2); np.savez(sys.argv[3], conv=c.forward(d['x']), pool=p.forward(d['x']))")
+        tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+        inp, out = tmp / f"aics-loop-in-{mode}.npz", tmp / f"aics-loop-out-{mode}.npz"
+        np.savez(inp, x=x, w=w, b=b)
+        subprocess.run([sys.executable, "-c", code, str(REFERENCE_DIR), str(inp), str(out)], check=True,
+                       cwd=REPO_ROOT, capture_output=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+        with np.load(out) as data:
+            results[mode] = {k: data[k] for k in data.files}
+    np.testing.assert_allclose(results["1"]["conv"], results["0"]["conv"], rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(results["1"]["pool"], results["0"]["pool"])
+
+
+def test_runner_prints_labelled_top5(tmp_path):
+    proc = subprocess.run([sys.executable, "exp_3_1_vgg/main_exp_3_1.py", "--submission", str(REFERENCE_DIR)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "pool5" in out and "[44/44] Softmax" in out
+    assert "Top-5 of chelsea.png" in out
+    if "SYNTHETIC" in out.splitlines()[0]:
+        assert "NOT a classification of the image" in out
+    assert "pool5 check: pool5: matches" in out, out[-1500:]
+    top_lines = [line for line in out.splitlines() if line.startswith("  0.") or line.startswith("  1.")]
+    assert len(top_lines) == 5
+
+
+def test_runner_on_pristine_skeleton_says_what_is_missing():
+    proc = subprocess.run([sys.executable, "exp_3_1_vgg/main_exp_3_1.py"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Not finished yet" in proc.stderr and "VGG19.build_model" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,230 @@
+"""grader/fastops.py against independent implementations.
+
+The convolution oracle is scipy.signal.correlate per (input channel, output channel)
+pair, summed in float64; max-pooling is checked against the book's four loops. Every
+case runs on both code paths: cblas through ctypes and the pure-numpy fallback.
+"""
+import numpy as np
+import pytest
+from scipy.signal import correlate
+
+from grader import fastops
+
+
+@pytest.fixture(params=["cblas", "numpy"])
+def path(request, monkeypatch):
+    """Run a test once with the BLAS path (when this numpy has one) and once without."""
+    if request.param == "numpy":
+        monkeypatch.setenv(fastops._DISABLE_ENV, "1")
+    else:
+        monkeypatch.delenv(fastops._DISABLE_ENV, raising=False)
+    fastops._blas.cache_clear()
+    if request.param == "cblas" and fastops._blas() is None:
+        pytest.skip("no cblas found in this numpy; the numpy path is tested separately")
+    yield request.param
+    fastops._blas.cache_clear()
+
+
+def conv_oracle(x, w, b, padding, stride):
+    """x [N, Cin, H, W], w [Cin, K, K, Cout], b [Cout] -> [N, Cout, Hout, Wout], float64."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    n, cin = x.shape[:2]
+    cout = w.shape[3]
+    out = []
+    for i in range(n):
+        maps = []
+        for o in range(cout):
+            full = sum(correlate(xp[i, c], w[c, :, :, o], mode="valid") for c in range(cin))
+            maps.append(full[::stride, ::stride] + b[o])
+        out.append(maps)
+    return np.array(out)
+
+
+def pool_loops(x, k, s):
+    """The book's MaxPoolingLayer.forward."""
+    n, c, h, w = x.shape
+    hout, wout = (h - k) // s + 1, (w - k) // s + 1
+    out = np.zeros((n, c, hout, wout), x.dtype)
+    for a in range(n):
+        for b in range(c):
+            for i in range(hout):
+                for j in range(wout):
+                    out[a, b, i, j] = np.max(x[a, b, i * s:i * s + k, j * s:j * s + k])
+    return out
+
+
+# (N, Cin, H, W, K, Cout, padding, stride): odd sizes, every padding and stride the
+# brief names, K 1/3/5, N > 1, Cin = 1 and Cout = 1 edges.
+CONV_CASES = [
+    (1, 3, 7, 9, 3, 4, 1, 1),
+    (2, 5, 11, 8, 3, 6, 0, 1),
+    (3, 4, 9, 13, 3, 2, 2, 1),
+    (2, 3, 10, 7, 3, 5, 1, 2),
+    (1, 6, 13, 11, 5, 3, 2, 1),
+    (2, 2, 12, 9, 5, 4, 0, 2),
+    (2, 7, 6, 5, 1, 3, 0, 1),
+    (1, 4, 8, 8, 1, 5, 1, 2),
+    (1, 1, 9, 9, 3, 1, 1, 1),
+    (2, 3, 5, 5, 5, 2, 2, 2),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "N{}C{}H{}W{}K{}O{}p{}s{}".format(*c))
+def test_conv_matches_scipy_float64(path, case):
+    n, cin, h, w, k, cout, p, s = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((n, cin, h, w))
+    wt = rng.standard_normal((cin, k, k, cout))
+    b = rng.standard_normal(cout)
+    got = fastops.conv2d_forward(x, wt, b, p, s)
+    want = conv_oracle(x, wt, b, p, s)
+    assert got.shape == want.shape == (n, cout, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6], ids=lambda c: "N{}C{}H{}W{}K{}O{}p{}s{}".format(*c))
+def test_conv_float32_stays_float32(path, case):
+    n, cin, h, w, k, cout, p, s = case
+    rng = np.random.default_rng(1 + sum(case))
+    x = rng.standard_normal((n, cin, h, w), dtype=np.float32)
+    wt = rng.standard_normal((cin, k, k, cout), dtype=np.float32)
+    b = rng.standard_normal(cout)  # float64 bias must not promote the result
+    got = fastops.conv2d_forward(x, wt, b, p, s)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, conv_oracle(x, wt, b, p, s), rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_dtypes_follow_result_type(path):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 3, 6, 6), dtype=np.float32)
+    w = rng.standard_normal((3, 3, 3, 2))
+    b = np.zeros(2, np.float32)
+    got = fastops.conv2d_forward(x, w, b, 1, 1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, conv_oracle(x, w, b, 1, 1), rtol=1e-11, atol=1e-11)
+    got32 = fastops.conv2d_forward(x, w.astype(np.float32), b, 1, 1)
+    assert got32.dtype == np.float32
+
+
+def test_non_contiguous_inputs(path):
+    """Transposed and sliced views, as a MatConvNet [K, K, Cin, Cout] -> [Cin, K, K, Cout]
+    transpose produces, must give the same numbers as their contiguous copies."""
+    rng = np.random.default_rng(3)
+    x_big = rng.standard_normal((2, 10, 12, 8))
+    x = x_big[:, ::2, 1:10, ::-1].transpose(0, 1, 3, 2)  # [2, 5, 8, 9], negative stride
+    w_mcn = np.asfortranarray(rng.standard_normal((3, 3, 5, 4)))
+    w = w_mcn.transpose(2, 0, 1, 3)
+    b = rng.standard_normal(8)[::2]
+    assert not x.flags.c_contiguous and not w.flags.c_contiguous
+    for p, s in [(1, 1), (0, 2)]:
+        got = fastops.conv2d_forward(x, w, b, p, s)
+        want = fastops.conv2d_forward(*map(np.ascontiguousarray, (x, w, b)), p, s)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got, conv_oracle(x, w, b, p, s), rtol=1e-11, atol=1e-11)
+
+
+def test_paths_agree_float32(monkeypatch):
+    """The BLAS and numpy paths give the same float32 numbers (up to summation order)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 16, 15, 17), dtype=np.float32)
+    w = rng.standard_normal((16, 3, 3, 24), dtype=np.float32)
+    b = rng.standard_normal(24, dtype=np.float32)
+    fastops._blas.cache_clear()
+    fast = fastops.conv2d_forward(x, w, b, 1, 1)
+    monkeypatch.setenv(fastops._DISABLE_ENV, "1")
+    fastops._blas.cache_clear()
+    try:
+        plain = fastops.conv2d_forward(x, w, b, 1, 1)
+    finally:
+        monkeypatch.delenv(fastops._DISABLE_ENV)
+        fastops._blas.cache_clear()
+    assert fast.dtype == plain.dtype == np.float32
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast, conv_oracle(x, w, b, 1, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_channel_mismatch_names_both_shapes():
+    x = np.zeros((1, 3, 8, 8))
+    w = np.zeros((4, 3, 3, 6))
+    with pytest.raises(ValueError) as err:
+        fastops.conv2d_forward(x, w, np.zeros(6), 1, 1)
+    msg = str(err.value)
+    assert "(1, 3, 8, 8)" in msg and "(4, 3, 3, 6)" in msg and "Cin" in msg
+
+
+@pytest.mark.parametrize("x_shape, w_shape, b_shape, fragment", [
+    ((3, 8, 8), (3, 3, 3, 6), (6,), "[N, Cin, H, W]"),
+    ((1, 3, 8, 8), (3, 3, 5, 6), (6,), "[Cin, K, K, Cout]"),
+    ((1, 3, 8, 8), (3, 3, 3, 6), (5,), "bias shape (5,)"),
+    ((1, 3, 2, 2), (3, 5, 5, 6), (6,), "larger than the padded input"),
+])
+def test_bad_shapes_are_explained(x_shape, w_shape, b_shape, fragment):
+    with pytest.raises(ValueError) as err:
+        fastops.conv2d_forward(np.zeros(x_shape), np.zeros(w_shape), np.zeros(b_shape), 0, 1)
+    assert fragment in str(err.value)
+    assert str(tuple(w_shape)) in str(err.value)
+
+
+@pytest.mark.parametrize("padding, stride", [(-1, 1), (1, 0)])
+def test_bad_padding_or_stride(padding, stride):
+    with pytest.raises(ValueError, match="must be >="):
+        fastops.conv2d_forward(np.zeros((1, 1, 4, 4)), np.zeros((1, 3, 3, 1)), np.zeros(1),
+                               padding, stride)
+
+
+@pytest.mark.parametrize("shape, k, s", [
+    ((1, 3, 8, 8), 2, 2),
+    ((2, 4, 9, 7), 2, 2),  # odd sizes: the last row and column are dropped
+    ((2, 3, 11, 10), 3, 2),
+    ((1, 2, 7, 9), 3, 1),
+    ((3, 2, 6, 5), 1, 1),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_matches_loops(shape, k, s, dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    got = fastops.maxpool2d_forward(x, k, s)
+    want = pool_loops(x, k, s)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    # A non-contiguous view of the same values gives the same result.
+    xv = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    np.testing.assert_array_equal(fastops.maxpool2d_forward(xv, k, s), want)
+
+
+def test_maxpool_does_not_modify_input():
+    x = np.arange(32.0).reshape(1, 2, 4, 4)
+    before = x.copy()
+    fastops.maxpool2d_forward(x, 2, 2)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_maxpool_bad_input():
+    with pytest.raises(ValueError, match=r"\(1, 2, 3\)"):
+        fastops.maxpool2d_forward(np.zeros((1, 2, 3)), 2, 2)
+    with pytest.raises(ValueError, match="larger than"):
+        fastops.maxpool2d_forward(np.zeros((1, 2, 1, 4)), 2, 2)
+
+
+def test_vgg_sized_layer_float32(path):
+    """One mid-network VGG layer at full width (256 channels, 28x28) in float32."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 256, 28, 28), dtype=np.float32)
+    w = rng.standard_normal((256, 3, 3, 32), dtype=np.float32) * np.float32(0.03)
+    b = rng.standard_normal(32, dtype=np.float32)
+    got = fastops.conv2d_forward(x, w, b, 1, 1)
+    want = np.einsum("nchwij,cijo->nohw",
+                     np.lib.stride_tricks.sliding_window_view(
+                         np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1))),
+                         (3, 3), axis=(2, 3)),
+                     w.astype(np.float64)) + b[:, None, None]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
+
+
+def test_backend_info_names_the_path(path):
+    info = fastops.backend_info()
+    assert info.startswith("cblas") == (path == "cblas"), info
