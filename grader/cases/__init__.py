@@ -22,6 +22,7 @@ class Case:
     inputs: dict = field(default_factory=dict)   # name -> ndarray
     hidden: bool = False
     weights_dependent: bool = False              # golden keyed by the weights' fingerprint
+    needs_golden: bool = True                    # False: the check tests properties (loss falls, speed-up)
 
 
 @dataclass(frozen=True)
