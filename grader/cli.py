@@ -2,10 +2,11 @@
 
     python -m grader [--submission DIR] [--experiments exp_3_1_vgg,...] [--json FILE]
                      [--results-json FILE] [--junit FILE] [--visible-only] [--seed N]
+                     [--time-scale F] [--memory-gb G] [--hide PATH ...] [--golden-cache DIR]
     python -m grader release [OUT_DIR]        skeletons / student handout
     python -m grader goldens                  recompute visible goldens (instructor)
     python -m grader weights {status,synthetic,fetch,verify}
-    python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv
+    python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv [--results-dir DIR]
 
 Grading exits 0 whenever grading ran, whatever the score; non-zero only when the
 grader itself failed (bad arguments, missing weights, an internal error).
@@ -42,7 +43,16 @@ def grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", default=None, help="write JUnit XML here")
     p.add_argument("--visible-only", action="store_true", help="run only the checks a student can run alone")
     p.add_argument("--seed", type=int, default=None, help="seed of the hidden checks (default: fresh each run)")
-    p.add_argument("--memory-gb", type=float, default=None, help="address-space limit per student process")
+    p.add_argument("--memory-gb", type=float, default=None,
+                   help="address-space limit per student process (default $AICS_GRADER_MEMORY_GB or 6)")
+    p.add_argument("--time-scale", default=None,
+                   help="multiply every time limit by F (slow machine: 2; tests: 0.05); "
+                        "default $AICS_GRADER_TIME_SCALE or 1")
+    p.add_argument("--hide", action="append", default=[], metavar="PATH",
+                   help="also hide PATH from student processes (repeatable; $AICS_GRADER_HIDE adds more)")
+    p.add_argument("--golden-cache", default=None, metavar="DIR",
+                   help="keep the reference's grade-time outputs in DIR (root-only) and reuse them "
+                        "for the same seed and weights (batch grading)")
     p.add_argument("--verbose", action="store_true", help="show pytest's own output")
     return p
 
@@ -50,6 +60,7 @@ def grade_parser() -> argparse.ArgumentParser:
 def grade(argv: list[str]) -> int:
     args = grade_parser().parse_args(argv)
     from grader import report
+    from grader.engine import parse_time_scale, time_scale_from_env
     from grader.grading import GradingSession, grade_experiment
     from grader.submission import SubmissionError, resolve_submission
     from grader.weights import resolve_weights
@@ -59,17 +70,30 @@ def grade(argv: list[str]) -> int:
     except SubmissionError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return 2
+    try:
+        scale = parse_time_scale(args.time_scale) if args.time_scale is not None else time_scale_from_env()
+    except ValueError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        return 2
+    if args.memory_gb is not None and args.memory_gb <= 0:
+        print(f"grader: --memory-gb={args.memory_gb} must be positive (e.g. 6)", file=sys.stderr)
+        return 2
     weights = resolve_weights()
     session = GradingSession(submission, weights, visible_only=args.visible_only, seed=args.seed,
-                             memory_bytes=int(args.memory_gb * 2**30) if args.memory_gb else None)
+                             memory_bytes=int(args.memory_gb * 2**30) if args.memory_gb else None,
+                             hide_paths=tuple(Path(h).resolve() for h in args.hide), time_scale=scale,
+                             golden_cache=Path(args.golden_cache).resolve() if args.golden_cache else None)
     start = time.perf_counter()
     print(f"grading {submission}")
     print(weights.banner())
+    if scale != 1.0:
+        print(f"time limits scaled by {scale:g}")
     results = []
     for exp in experiments:
         print(f"... {exp}", flush=True)
         results.append(grade_experiment(session, exp, verbose=args.verbose))
     doc = report.build(results, session, time.perf_counter() - start)
+    doc["time_scale"] = scale
     print(report.table(doc))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(doc, indent=2))

@@ -20,11 +20,46 @@ import numpy as np
 
 from grader import sandbox
 from grader.cases import Case, GroupSpec
-from grader.paths import REFERENCE_DIR, REPO_ROOT
+from grader.paths import GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
 
 MAX_SUBMISSION_BYTES = 50 * 2**20   # per experiment folder; larger files are skipped
 MAX_RESULT_BYTES = 256 * 2**20
 MAX_JSON_BYTES = 2**20
+TIME_SCALE_ENV = "AICS_GRADER_TIME_SCALE"
+HIDE_ENV = "AICS_GRADER_HIDE"
+
+
+def time_scale_from_env() -> float:
+    """The factor applied to every group's time limits (``$AICS_GRADER_TIME_SCALE``, default 1)."""
+    value = os.environ.get(TIME_SCALE_ENV, "").strip()
+    if not value:
+        return 1.0
+    return parse_time_scale(value, TIME_SCALE_ENV)
+
+
+def parse_time_scale(value, where: str = "--time-scale") -> float:
+    try:
+        scale = float(value)
+    except ValueError:
+        raise ValueError(f"{where}={value!r} is not a number; use e.g. 2 on a slow machine or 0.1 in tests") from None
+    if not 0 < scale <= 100:
+        raise ValueError(f"{where}={value!r} must be in (0, 100]")
+    return scale
+
+
+def hide_paths_from_env() -> tuple[Path, ...]:
+    """Extra folders to hide from student processes (``$AICS_GRADER_HIDE``, os.pathsep-separated)."""
+    value = os.environ.get(HIDE_ENV, "")
+    return tuple(Path(p).resolve() for p in value.split(os.pathsep) if p.strip())
+
+
+def readonly_paths(resources: dict) -> tuple[Path, ...]:
+    """What a student process may read but must never change: the goldens and the weights."""
+    paths = [GOLDEN_DIR]
+    weights = resources.get("weights")
+    if weights:
+        paths.append(Path(weights))
+    return tuple(p.resolve() for p in paths if p.exists())
 
 
 @dataclass
@@ -106,9 +141,21 @@ def _read_outputs(path: Path) -> dict:
         return {}
 
 
+def _death(out_dir: Path, result: sandbox.RunResult | None) -> str:
+    """How the process ended, phrased to follow "the submission's process ..."."""
+    if result is None:
+        return "could not be started"
+    if result.status == "ok" and not (out_dir / "_done").exists():
+        # Exit code 0 without the probe's end marker: the student's code left on purpose.
+        return "exited early with code 0 (sys.exit() or os._exit() in the submission?)"
+    if result.status == "exit":
+        return f"{result.message} (an uncaught exit in the submission?)"
+    return result.message
+
+
 def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None) -> dict:
     outcomes: dict[str, CaseOutcome] = {}
-    died = result.message if result is not None else "could not be started"
+    died = _death(out_dir, result)
     for case in cases:
         record = _read_json(out_dir / f"{case.name}.json")
         if record is None:
@@ -135,12 +182,21 @@ def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None)
 
 
 def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Case], resources: dict,
-              *, trusted: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None) -> GroupRun:
+              *, trusted: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None,
+              time_scale: float | None = None) -> GroupRun:
     """Run ``cases`` of one group for ``submission`` in one sandboxed process.
 
     ``trusted`` is for the reference set (goldens at grade time): same process model,
-    but no privilege drop and nothing hidden.
+    but no privilege drop and nothing hidden. Its work folder, like every one, is a
+    root-only ``mkdtemp`` folder removed before this returns, so no student process
+    can read the reference's outputs.
+
+    ``time_scale`` multiplies the group's limits (default ``$AICS_GRADER_TIME_SCALE``
+    or 1); the reference is never given less than its normal limits.
     """
+    scale = time_scale_from_env() if time_scale is None else time_scale
+    if trusted:
+        scale = max(scale, 1.0)
     start = time.perf_counter()
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix=f"{experiment}-{spec.name}-", dir=work_root()))
@@ -153,14 +209,16 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
         np.savez(workdir / "inputs.npz", **arrays)
         task = {"experiment": experiment, "group": spec.name, "resources": resources,
                 "cases": [{"name": c.name, "kind": c.kind, "params": c.params} for c in cases]}
-        (workdir / "task.json").write_text(json.dumps(task))
-        limits = sandbox.Limits(wall_seconds=spec.wall_seconds, cpu_seconds=spec.cpu_seconds)
+        limits = sandbox.Limits(wall_seconds=spec.wall_seconds * scale, cpu_seconds=spec.cpu_seconds * scale)
         if memory_bytes:
             limits.memory_bytes = memory_bytes
+        task["limits"] = {"wall_seconds": limits.wall_seconds, "memory_gb": limits.memory_bytes / 2**30}
+        (workdir / "task.json").write_text(json.dumps(task))
         env = {"PYTHONPATH": str(REPO_ROOT)}
-        hide = () if trusted else tuple(hide_paths) + (REFERENCE_DIR,)
+        hide = () if trusted else tuple(hide_paths) + hide_paths_from_env() + (REFERENCE_DIR,)
         result = sandbox.run_sandboxed([sys.executable, "-m", "grader.probe", str(workdir)], workdir=workdir,
                                        limits=limits, env=env, hide_paths=hide,
+                                       readonly_paths=() if trusted else readonly_paths(resources),
                                        drop_privileges=False if trusted else None)
         outcomes = _collect(workdir / "out", cases, result)
         return GroupRun(experiment, spec.name, outcomes, result, time.perf_counter() - start, notes)

@@ -12,9 +12,10 @@ TIER_POINTS = {60: 60.0, 80: 20.0, 100: 20.0}
 
 
 def to_gradescope(doc: dict) -> dict:
+    """results.json per Gradescope's autograder specification (score, execution_time, output, tests)."""
     tests = []
-    number = 0
     for exp_index, exp in enumerate(doc["experiments"], start=1):
+        number = 0
         score = exp["score"]
         by_tier: dict[int, list] = {}
         for check in exp["checks"]:
@@ -28,22 +29,33 @@ def to_gradescope(doc: dict) -> dict:
                               "score": 0.0, "max_score": points, "status": "failed",
                               "output": exp.get("error") or "no check of this tier ran", "visibility": "visible"})
                 continue
-            share = points / len(checks)
-            for check in checks:
+            # Shares in 1e-4 points, the remainder spread over the first checks, so that the
+            # max_scores add up to exactly the tier's points as Gradescope displays them.
+            units, n = int(round(points * 10_000)), len(checks)
+            shares = [(units // n + (1 if i < units % n else 0)) / 10_000 for i in range(n)]
+            for check, share in zip(checks, shares):
                 number += 1
                 earned = share if (check["passed"] and score >= tier) else 0.0
                 output = check["message"]
                 if check["passed"] and score < tier:
                     output += f" (no points: tier {tier} needs every check of the lower tiers to pass)"
                 tests.append({"name": f"{exp['id']}: {check['name']}", "number": f"{exp_index}.{number}",
-                              "score": round(earned, 4), "max_score": round(share, 4),
+                              "score": earned, "max_score": share,
                               "status": "passed" if check["passed"] else "failed",
                               "output": output,
                               "visibility": "after_published" if check.get("hidden") else "visible"})
     summary = [f"{e['id']}: {e['score']}/{e['max_score']}" for e in doc["experiments"]]
+    for exp in doc["experiments"]:
+        if exp.get("error"):
+            summary.append(f"grader error in {exp['id']}: {exp['error']}")
+    hidden = doc.get("hidden_checks", {})
     return {
         "score": float(doc["total"]),
         "execution_time": int(round(doc.get("seconds", 0))),
         "output": "; ".join(summary) + f"; weights {doc['weights']['kind']} {doc['weights']['sha256'][:12]}",
+        "output_format": "text",
+        "stdout_visibility": "hidden",
+        "extra_data": {"weights_sha256": doc["weights"]["sha256"], "hidden_seed": hidden.get("seed"),
+                       "max_total": doc["max_total"]},
         "tests": tests,
     }

@@ -7,6 +7,11 @@ only when every check of it and of every lower tier passed.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import io
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -74,7 +79,8 @@ class GradingSession:
     """What the checks of one grading run share: submission, weights, seeds, cached runs."""
 
     def __init__(self, submission: Path, weights, *, visible_only: bool = False, seed: int | None = None,
-                 image: Path = DEFAULT_CAT, hide_paths: tuple = (), memory_bytes: int | None = None):
+                 image: Path = DEFAULT_CAT, hide_paths: tuple = (), memory_bytes: int | None = None,
+                 time_scale: float | None = None, golden_cache: Path | None = None):
         self.submission = submission
         self.weights = weights
         self.image = image
@@ -83,6 +89,14 @@ class GradingSession:
         self.seed = seed if seed is not None else secrets.randbelow(2**31)
         self.hide_paths = tuple(hide_paths)
         self.memory_bytes = memory_bytes
+        self.time_scale = time_scale
+        # Reference outputs computed at grade time, shared by the runs of one batch.
+        self.golden_cache = Path(golden_cache) if golden_cache else None
+        if self.golden_cache is not None:
+            # Made now, root-only, so that it is hidden from the very first student process.
+            self.golden_cache.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.golden_cache, 0o700)
+            self.hide_paths += (self.golden_cache,)
         self._cases: dict[str, list[Case]] = {}
         self._runs: dict[tuple, GroupRun] = {}
         self._golden_cache: dict[tuple, dict] = {}
@@ -122,16 +136,59 @@ class GradingSession:
             module = goldens.case_module(experiment)
             cases = [c for c in self.cases(experiment) if c.group == group]
             if reference:
-                cases = [c for c in cases if c.hidden or self._stored_golden(experiment, c) is None]
-            run = run_group(REFERENCE_DIR if reference else self.submission, experiment, module.GROUPS[group],
-                            cases, self.resources(experiment), trusted=reference, hide_paths=self.hide_paths,
-                            memory_bytes=self.memory_bytes)
+                cases = [c for c in cases if c.needs_golden and (c.hidden or self._stored_golden(experiment, c) is None)]
+                run = self._reference_run(experiment, group, cases)
+            else:
+                run = run_group(self.submission, experiment, module.GROUPS[group], cases,
+                                self.resources(experiment), hide_paths=self.hide_paths,
+                                memory_bytes=self.memory_bytes, time_scale=self.time_scale)
             if not reference:
                 self.notes.setdefault(experiment, []).extend(run.notes)
                 if run.result is not None and run.result.status != "ok":
                     self.notes[experiment].append(f"group {group!r}: the process {run.result.message}")
+                if run.result is not None and run.result.truncated:
+                    self.notes[experiment].append(
+                        f"group {group!r}: the submission printed more than the grader keeps; "
+                        f"its output was cut (printing is slow: remove debug prints from loops)")
             self._runs[key] = run
         return self._runs[key]
+
+    def _reference_run(self, experiment: str, group: str, cases: list[Case]) -> GroupRun:
+        """The reference's outputs for ``cases``, from the batch's cache when one is set."""
+        module = goldens.case_module(experiment)
+
+        def compute() -> GroupRun:
+            return run_group(REFERENCE_DIR, experiment, module.GROUPS[group], cases, self.resources(experiment),
+                             trusted=True)
+
+        if self.golden_cache is None:
+            return compute()
+        path = self.golden_cache / f"{experiment}-{group}-{self._cache_key(experiment)}.npz"
+        # One grader computes while the others of the batch wait, then all read the file.
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                cached = load_reference_outputs(path)
+                if cached is not None and all(c.name in cached for c in cases):
+                    return GroupRun(experiment, group, {n: CaseOutcome("ok", out) for n, out in cached.items()},
+                                    None, 0.0, ["reference outputs from the batch cache"])
+                run = compute()
+                ok = {n: o.outputs for n, o in run.outcomes.items() if o.status == "ok"}
+                if len(ok) == len(cases):
+                    save_reference_outputs(path, ok)
+                return run
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _cache_key(self, experiment: str) -> str:
+        """Seed, weights and the reference's own code: any change makes a new cache entry."""
+        digest = hashlib.sha256()
+        for path in sorted((REFERENCE_DIR / experiment).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        for path in (goldens.golden_path(experiment), goldens.golden_path(experiment, self.weights.sha256)):
+            digest.update(path.read_bytes() if path.exists() else b"-")
+        seed = self.seed if self.hidden else "visible"
+        return f"seed{seed}-w{self.weights.sha256[:12]}-r{digest.hexdigest()[:12]}"
 
     def outcome(self, experiment: str, name: str) -> CaseOutcome:
         case = self.case(experiment, name)
@@ -163,6 +220,28 @@ class GradingSession:
         if ref.status != "ok":
             raise RuntimeError(f"the reference failed on {experiment}/{name}: {ref.error}\n{ref.traceback}")
         return ref.outputs
+
+
+def save_reference_outputs(path: Path, outputs: dict[str, dict]) -> None:
+    arrays = {f"{case}/{key}": value for case, out in outputs.items() for key, value in out.items()}
+    tmp = path.with_name(path.name + f".{os.getpid()}.part.npz")
+    np.savez(tmp, **arrays)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def load_reference_outputs(path: Path) -> dict[str, dict] | None:
+    if not path.exists():
+        return None
+    try:
+        found: dict[str, dict] = {}
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                case, name = key.split("/", 1)
+                found.setdefault(case, {})[name] = data[key]
+        return found
+    except (OSError, ValueError):
+        return None  # a damaged entry is recomputed
 
 
 SESSION: GradingSession | None = None
@@ -210,13 +289,20 @@ def grade_experiment(session: GradingSession, experiment: str, verbose: bool = F
     checks_file = CHECKS_DIR / f"test_{experiment}.py"
     args = [str(checks_file), "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
             "-o", "console_output_style=classic", "--rootdir", str(REPO_ROOT), "-c", str(CHECKS_DIR / "pytest.ini")]
-    if not verbose:
-        args += ["--tb=no", "-qq", "--disable-warnings"]
-    code = pytest.main(args, plugins=[collector])
+    captured = io.StringIO()
+    if verbose:
+        code = pytest.main(args, plugins=[collector])
+    else:
+        args += ["--tb=short", "-qq", "--disable-warnings"]
+        # pytest's dots and FAILED lines mean nothing to a student; the table says it all.
+        with contextlib.redirect_stdout(captured):
+            code = pytest.main(args, plugins=[collector])
     result = ExperimentResult(experiment, collector.results, session.notes.get(experiment, []),
                               time.perf_counter() - start)
     if code not in (0, 1) or not collector.results:
-        result.error = f"pytest exited with code {int(code)} while grading {experiment}"
+        tail = captured.getvalue().strip()[-1500:]
+        result.error = (f"pytest exited with code {int(code)} while grading {experiment}"
+                        + (f":\n{tail}" if tail else " (rerun with --verbose for pytest's output)"))
     return result
 
 

@@ -43,11 +43,21 @@ def _short_traceback(exc: BaseException, limit_chars: int = 4000) -> str:
     return text[-limit_chars:]
 
 
+_MEMORY_GB: float | None = None   # the process's memory limit, for the message below
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
         return f"NotImplementedError: {exc}" if str(exc) else "NotImplementedError (a TODO is not done yet)"
     if isinstance(exc, MemoryError):
-        return "MemoryError: the submission ran out of memory"
+        limit = f" (limit {_MEMORY_GB:.1f} GiB)" if _MEMORY_GB else ""
+        return f"MemoryError: the submission ran out of memory{limit}"
+    if isinstance(exc, SystemExit):
+        return (f"SystemExit: the submission called sys.exit({exc.code!r}); "
+                f"a module or method must return, never exit the program")
+    if isinstance(exc, SyntaxError):
+        where = f"{Path(exc.filename).name}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        return f"SyntaxError in {where}: {exc.msg} (the kit needs Python 3 syntax)"
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
@@ -64,6 +74,8 @@ def _to_arrays(outputs: dict) -> dict[str, np.ndarray]:
 def main(argv: list[str]) -> int:
     workdir = Path(argv[0]).resolve()
     task = json.loads((workdir / "task.json").read_text())
+    global _MEMORY_GB
+    _MEMORY_GB = task.get("limits", {}).get("memory_gb")
     out_dir = workdir / "out"
     out_dir.mkdir(exist_ok=True)
     sys.meta_path.insert(0, _ImportGuard())

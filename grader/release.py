@@ -65,8 +65,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite edited stu_upload files")
     args = parser.parse_args(argv)
     if args.out_dir:
-        from grader.handout import build_student_release
-        build_student_release(Path(args.out_dir))
+        from grader.handout import ReleaseError, build_student_release
+        try:
+            build_student_release(Path(args.out_dir))
+        except ReleaseError as exc:
+            print(f"release: {exc}", file=sys.stderr)
+            return 1
         return 0
     refresh_repo(force=args.force)
     return 0

@@ -19,6 +19,7 @@ class BaseContext:
     experiment: str = ""
     current: str = ""   # the case being run; handlers file extra (non-array) facts under it
     extra: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)   # objects shared by the cases of one probe process
     _modules: dict = field(default_factory=dict)
 
     def module(self, name: str) -> ModuleType:

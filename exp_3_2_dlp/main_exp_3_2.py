@@ -1,0 +1,221 @@
+"""Experiment 3.2 runner: VGG19 on the DLP through pycnml (book section 3.2.4.5-3.2.4.6).
+
+    python exp_3_2_dlp/main_exp_3_2.py [--submission stu_upload] [--file-list exp_3_2_dlp/file_list]
+                                       [--weights PATH] [--no-compare] [--profile]
+
+The book's flow with your vgg19_demo.py: VGG19(), build_model, load_model, then for each
+line ``path label`` of the file list (paths relative to the kit's root) load_image and
+get_top5, then the global accuracy. Afterwards, for the thought questions of 3.2.6, a
+comparison per image of the float32 VGG19 on the CPU with the DLP run (max softmax
+difference, L1, KL, top-1 agreement; host times measured, DLP times MODELLED by the
+emulator), per layer type, and the whole-net run against per-layer host<->device round
+trips.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from grader.paths import SYNSET_WORDS  # noqa: E402
+from grader.submission import SubmissionError, load_module  # noqa: E402
+from grader.weights import WeightsInfo, kind_of, resolve_weights, sha256_file  # noqa: E402
+
+EXPERIMENT = "exp_3_2_dlp"
+DEFAULT_FILE_LIST = REPO_ROOT / EXPERIMENT / "file_list"
+
+
+def read_file_list(path: Path) -> list[tuple[Path, int]]:
+    """Lines ``image_path label``; relative paths are taken from the kit's root folder."""
+    if not path.is_file():
+        raise FileNotFoundError(f"file list {path} not found; pass --file-list PATH")
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{path}:{number}: expected 'image_path label', got {line!r}")
+        image = Path(parts[0])
+        image = image if image.is_absolute() else REPO_ROOT / image
+        if not image.is_file():
+            raise FileNotFoundError(f"{path}:{number}: image {image} not found")
+        entries.append((image, int(parts[1])))
+    if not entries:
+        raise ValueError(f"{path} lists no images")
+    return entries
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p || q) in nats; q's zeros (fp16 underflow) are floored so the value stays finite."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, None)
+    q = np.clip(np.asarray(q, dtype=np.float64), 1e-12, None)
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum(p * np.log(p / q)))
+
+
+def _weights(arg: str | None) -> WeightsInfo:
+    if not arg:
+        return resolve_weights()
+    path = Path(arg)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path.resolve()} not found")
+    sha = sha256_file(path)
+    return WeightsInfo(path.resolve(), kind_of(sha), sha, "--weights")
+
+
+def run_dlp(vgg, entries, labels) -> list[dict]:
+    """The book's evaluate loop with the submission's load_image and get_top5."""
+    vgg.labels = labels
+    results = []
+    top1_num = top5_num = 0
+    start = time.time()
+    for image, label in entries:
+        vgg.load_image(str(image))
+        t0 = time.perf_counter()
+        top1, top5 = vgg.get_top5(label)
+        seconds = time.perf_counter() - t0
+        prob = np.array(vgg.net.getOutputData(), dtype=np.float64)
+        top1_num += bool(top1)
+        top5_num += bool(top5)
+        row = {"image": image, "label": label, "prob": prob, "seconds": seconds}
+        row.update(_device_figures(vgg.net))
+        results.append(row)
+    total = len(entries)
+    print("Global accuracy : ")
+    print("accuracy1: %f (%d/%d) " % (top1_num / total, top1_num, total))
+    print("accuracy5: %f (%d/%d) " % (top5_num / total, top5_num, total))
+    print("Total execution time: %f" % (time.time() - start))
+    return results
+
+
+def _device_figures(net) -> dict:
+    """Emulated host time and modelled device times of the last forward (emulator only)."""
+    if not hasattr(net, "getProfile"):
+        return {}
+    import pycnml
+    rows = net.getProfile()
+    totals = pycnml.modelled_totals(net)
+    return {"profile": rows, "totals": totals,
+            "host_forward": sum(r["host_seconds"] or 0.0 for r in rows)}
+
+
+def print_comparison(results, weights: WeightsInfo) -> None:
+    """CPU float32 reference against the DLP run, per image, then per layer type."""
+    from grader.floatnet import FloatVGG19, layer_kind, load_image
+    print("\n=== CPU (float32 VGG19, numpy) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
+    print("loading the float32 reference network ...", flush=True)
+    ref = FloatVGG19.from_mat(weights.path, dtype=np.float32)
+    header = (f"{'image':<18}{'CPU fwd s':>10}{'DLP host s':>11}{'DLP model ms':>13}"
+              f"{'max|dp|':>10}{'L1':>8}{'KL nats':>9}{'CPU top1':>9}{'DLP top1':>9}  agree")
+    print(header)
+    cpu_kind: dict[str, float] = {}
+    for row in results:
+        x = load_image(row["image"], ref.image_mean)
+        t0 = time.perf_counter()
+        p = ref.forward(x, keep=False)["Softmax"].reshape(-1).astype(np.float64)
+        cpu_s = time.perf_counter() - t0
+        for name, sec in ref.seconds.items():
+            cpu_kind[layer_kind(name)] = cpu_kind.get(layer_kind(name), 0.0) + sec / len(results)
+        q = row["prob"]
+        if q.shape != p.shape:
+            print(f"{row['image'].name:<18} the DLP output has {q.size} values, the reference {p.size}: not comparable")
+            continue
+        host = f"{row['host_forward']:11.3f}" if "host_forward" in row else f"{row['seconds']:11.3f}"
+        model = f"{row['totals']['whole_net_seconds'] * 1e3:13.3f}" if "totals" in row else f"{'n/a':>13}"
+        a, b = int(np.argmax(p)), int(np.argmax(q))
+        print(f"{row['image'].name[:17]:<18}{cpu_s:10.3f}{host}{model}{np.max(np.abs(p - q)):10.4f}"
+              f"{np.sum(np.abs(p - q)):8.4f}{kl_divergence(p, q):9.4f}{a:9d}{b:9d}  {'yes' if a == b else 'NO'}")
+    print("  CPU fwd s / DLP host s: measured on this machine (the DLP host time is the emulator's own CPU time,")
+    print("  not a device figure). DLP model ms: MODELLED whole-net device time from pycnml's roofline model.")
+    print("  max|dp|, L1, KL(CPU || DLP): how far int8/fp16 arithmetic moves the softmax from float32.")
+    last = results[-1]
+    if "profile" not in last:
+        return
+    print("\n--- per layer type (thought question 3.2.6(1)); last image ---")
+    print(f"{'type':<13}{'layers':>7}{'CPU float32 ms':>16}{'DLP modelled us':>17}{'CPU/DLP':>10}")
+    kinds = {"CONVOLUTION": "conv", "MLP": "fc", "RELU": "relu", "POOL": "pool", "FLATTEN": "flatten",
+             "SOFTMAX": "softmax", "CAST": None}
+    per_type: dict[str, list] = {}
+    for r in last["profile"]:
+        entry = per_type.setdefault(r["type"], [0, 0.0])
+        entry[0] += 1
+        entry[1] += r["modelled_seconds"]
+    for type_name, (count, modelled) in per_type.items():
+        kind = kinds.get(type_name)
+        cpu = cpu_kind.get(kind) if kind else None
+        cpu_txt = f"{cpu * 1e3:16.2f}" if cpu is not None else f"{'-':>16}"
+        ratio = f"{cpu / modelled:10.0f}" if cpu else f"{'-':>10}"
+        print(f"{type_name:<13}{count:>7}{cpu_txt}{modelled * 1e6:17.1f}{ratio}")
+    tot = last["totals"]
+    print("\n--- host<->device interaction (thought question 3.2.6(2)); MODELLED ---")
+    print(f"whole net on the device, one launch, input and output copied once: "
+          f"{tot['whole_net_seconds'] * 1e3:.3f} ms ({tot['whole_net_pcie_bytes'] / 1e6:.2f} MB over PCIe)")
+    print(f"every layer launched and synchronised alone, data to and from the host each time: "
+          f"{tot['per_layer_round_trip_seconds'] * 1e3:.3f} ms ({tot['per_layer_launches']} launches, "
+          f"{tot['per_layer_pcie_bytes'] / 1e6:.2f} MB over PCIe)")
+    print(f"round trips cost x{tot['round_trip_over_whole_ratio']:.2f} the whole-net run "
+          f"(model for {tot['device']}, core_num {tot['core_num']}; assumptions: {'; '.join(tot['assumptions'])})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Experiment 3.2: VGG19 on the DLP through pycnml")
+    parser.add_argument("--submission", default="stu_upload", help="folder shaped like stu_upload/")
+    parser.add_argument("--file-list", default=str(DEFAULT_FILE_LIST),
+                        help="lines 'image_path label', paths relative to the kit's root (default: %(default)s)")
+    parser.add_argument("--weights", default=None, help="a MatConvNet VGG19 .mat (default: resolved as env.sh says)")
+    parser.add_argument("--no-compare", action="store_true", help="skip the CPU float32 comparison")
+    parser.add_argument("--profile", action="store_true", help="print pycnml's per-layer profile of the last image")
+    args = parser.parse_args(argv)
+
+    try:
+        entries = read_file_list(Path(args.file_list))
+        weights = _weights(args.weights)
+        from grader.quantparams import resolve_quant_params
+        quant_path = resolve_quant_params(weights)
+        labels = SYNSET_WORDS.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(weights.banner())
+    print(f"quant parameters: {quant_path}")
+    import pycnml
+    print(pycnml.backend_info())
+    try:
+        demo = load_module(args.submission, EXPERIMENT, "vgg19_demo")
+        vgg = demo.VGG19()
+        vgg.build_model(param_path=str(weights.path), quant_param_path=str(quant_path))
+        vgg.load_model()
+        results = run_dlp(vgg, entries, labels)
+    except SubmissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NotImplementedError as exc:
+        print(f"\nNot finished yet: {exc or 'a TODO raises NotImplementedError'}.\n"
+              f"Complete the TODOs in {args.submission}/{EXPERIMENT}/vgg19_demo.py and run again.", file=sys.stderr)
+        return 1
+    except pycnml.CnmlError as exc:
+        print(f"\npycnml refused a call from your vgg19_demo.py: {exc}", file=sys.stderr)
+        return 1
+    if weights.kind != "real":
+        print("\n" + "!" * 78)
+        print(f"!! {weights.kind.upper()} WEIGHTS: accuracy1/accuracy5 above compare the network's argmax with")
+        print("!! ImageNet labels and are MEANINGLESS. Only the real VGG19 weights classify images;")
+        print("!! the grader compares your softmax with the reference emulator's instead.")
+        print("!" * 78)
+    if args.profile and hasattr(vgg.net, "getProfile"):
+        print()
+        print(pycnml.format_profile(vgg.net))
+    if not args.no_compare:
+        print_comparison(results, weights)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

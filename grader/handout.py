@@ -1,0 +1,255 @@
+"""The student handout (``python -m grader release OUT_DIR``).
+
+What a course gives to students: the lab handouts and runners, pristine skeletons, the
+grader with its visible checks only, the pycnml shim and the data the labs read. What it
+must never contain: ``grader/reference/``, anything computed from hidden cases, and any
+solution line. After copying, every file of the release is scanned for every solution
+line of every reference file; one hit fails the build and the folder is removed.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION
+from grader.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT
+
+# Shorter lines (`else:`, `return x`, `import os`) are not evidence of a leak.
+MIN_LEAK_CHARS = 13
+SCAN_MAX_BYTES = 8 * 2**20
+TOP_FILES = ("env.sh", "pyproject.toml", ".gitignore", "LICENSE")
+# Data a student needs; data/generated is rebuilt by env.sh and real weights are never shipped.
+DATA_SKIP = {"generated", "vgg19_data"}
+SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "output", ".git"}
+SKIP_SUFFIXES = {".pyc", ".pyo"}
+MAX_DATA_FILE = 50 * 2**20
+MARKER_LINES = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_REFONLY, END_REFONLY}
+
+
+class ReleaseError(Exception):
+    """The release could not be built safely; nothing is left in the output folder."""
+
+
+@dataclass(frozen=True)
+class Leak:
+    file: str
+    line_no: int
+    text: str
+    source: str   # the reference file the solution line comes from
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line_no}: {self.text!r} (solution line of {self.source})"
+
+
+# --------------------------------------------------------------------------- leak scan
+
+
+def reference_sources(reference_dir: Path = REFERENCE_DIR) -> list[Path]:
+    return sorted(p for p in reference_dir.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def secret_lines(reference_dir: Path = REFERENCE_DIR) -> dict[str, str]:
+    """Solution lines worth scanning for -> the reference file they come from.
+
+    A line that also stands outside the solution blocks of any reference file is given
+    code (the book prints it) and is not a secret. ``REFERENCE ONLY`` blocks hold the
+    kit's own glue (``from grader import fastops``), not answers, so they are not scanned.
+    """
+    given: set[str] = set()
+    found: dict[str, str] = {}
+    for path in reference_sources(reference_dir):
+        text = path.read_text(encoding="utf-8")
+        block = None
+        rel = path.relative_to(reference_dir).as_posix()
+        for line in text.splitlines():
+            s = line.strip()
+            if s in (BEGIN_SOLUTION, BEGIN_REFONLY):
+                block = s
+            elif s in (END_SOLUTION, END_REFONLY):
+                block = None
+            elif block is None:
+                given.add(s)
+            elif block == BEGIN_SOLUTION and len(s) >= MIN_LEAK_CHARS and not s.startswith("#"):
+                found.setdefault(s, rel)
+    return {s: src for s, src in found.items() if s not in given}
+
+
+def scan_for_leaks(root: Path, reference_dir: Path = REFERENCE_DIR) -> list[Leak]:
+    """Every line of every file under ``root`` that is a solution line or a marker."""
+    secrets = secret_lines(reference_dir)
+    leaks: list[Leak] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(root).as_posix()
+        if path.stat().st_size > SCAN_MAX_BYTES:
+            continue  # images and weights; text files of the kit are far smaller
+        data = path.read_bytes()
+        if b"\0" in data[:4096]:
+            continue  # binary (png, npz): cannot hold a Python line as text
+        for no, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+            s = line.strip()
+            if s in MARKER_LINES:
+                leaks.append(Leak(rel, no, s, "a solution marker"))
+            elif s in secrets:
+                leaks.append(Leak(rel, no, s, secrets[s]))
+    return leaks
+
+
+# --------------------------------------------------------------------------- copying
+
+
+def _wanted(rel: Path) -> bool:
+    return not any(part in SKIP_PARTS for part in rel.parts) and rel.suffix not in SKIP_SUFFIXES
+
+
+def _copy_tree(src: Path, dest: Path, skip_top: set[str] = frozenset(), max_file: int | None = None,
+               notes: list | None = None) -> None:
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if not _wanted(rel) or (rel.parts and rel.parts[0] in skip_top) or path.is_symlink():
+            continue
+        target = dest / rel
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        if max_file is not None and path.stat().st_size > max_file:
+            if notes is not None:
+                notes.append(f"left out {src.name}/{rel} ({path.stat().st_size >> 20} MiB)")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+
+def student_readme() -> str:
+    rows = []
+    runners = {"exp_3_1_vgg": ("3.1 VGG19 on the CPU", "main_exp_3_1.py"),
+               "exp_3_2_dlp": ("3.2 VGG19 on the DLP (pycnml)", "main_exp_3_2.py"),
+               "exp_3_3_style_transfer": ("3.3 style transfer", "main_exp_3_3.py")}
+    for exp in EXPERIMENTS:
+        if not (REPO_ROOT / exp).is_dir():
+            continue
+        title, runner = runners.get(exp, (exp, ""))
+        run = f"`python {exp}/{runner}`" if runner and (REPO_ROOT / exp / runner).exists() else ""
+        rows.append(f"| {title} | [{exp}/README.md]({exp}/README.md) | `stu_upload/{exp}/` | {run} |")
+    table = "\n".join(rows)
+    return f"""# AICS chapter 3 labs (student handout)
+
+Labs for chapter 3 of 《智能计算系统》 (AI Computing Systems): VGG19 classification on the
+CPU (3.1), VGG19 on a deep-learning processor through `pycnml` (3.2), and non-real-time
+style transfer (3.3).
+
+## Quick start
+
+You need Python 3.10 or newer. In this folder:
+
+```bash
+source env.sh          # first time: creates .venv, installs numpy/scipy/pillow/numba/pytest, writes data
+python -m grader       # checks your work in stu_upload/ and prints your score per experiment
+```
+
+`source env.sh` is safe to repeat; later runs only activate the environment and print
+which VGG19 weights are in use. Without the real MatConvNet file (`$VGG19_MAT` or
+`data/vgg19_data/imagenet-vgg-verydeep-19.mat`) the labs run on deterministic
+**synthetic** weights: class ids are then the network's argmax, not a real classification.
+
+## What to do
+
+Fill in the TODOs in `stu_upload/` (the same files as in each experiment's `skeleton/`,
+which you can keep as a clean copy). Each handout follows the book's section.
+
+| experiment | handout | you edit | run |
+|---|---|---|---|
+{table}
+
+## Checking your work
+
+`python -m grader --experiments exp_3_1_vgg` grades one experiment. Each check prints
+PASS or FAIL; a failure names the layer and its parameters, the shapes, the worst element
+(index, your value, the expected value, the errors) and the tolerance. Scores follow the
+book's tiers: 60, 80 and 100 points per experiment, and a tier counts only when every
+check of it and of the tiers below passes.
+
+This grader runs the **visible** checks only. Your instructor grades with more checks on
+fresh random inputs, so code that matches the visible cases by accident will not pass:
+implement the general formula.
+
+Hand in the `stu_upload/` folder (zip it as it is) unless your course says otherwise.
+"""
+
+
+def build_student_release(out_dir: Path, *, out=print) -> list[str]:
+    """Write the student handout into ``out_dir`` (new or empty); returns notes for the instructor."""
+    out_dir = Path(out_dir).resolve()
+    if out_dir == REPO_ROOT or REPO_ROOT in out_dir.parents:
+        raise ReleaseError(f"{out_dir} is inside the kit; choose a folder outside {REPO_ROOT}")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ReleaseError(f"{out_dir} is not empty; remove it or choose a new folder")
+    if not REFERENCE_DIR.is_dir():
+        raise ReleaseError(f"{REFERENCE_DIR} is missing: a release is built from the instructor's kit")
+    from grader.release import expected_skeletons
+    notes: list[str] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (out_dir / "README.md").write_text(student_readme(), encoding="utf-8")
+        for name in TOP_FILES:
+            if (REPO_ROOT / name).is_file():
+                shutil.copy2(REPO_ROOT / name, out_dir / name)
+        for exp in EXPERIMENTS:
+            if (REPO_ROOT / exp).is_dir():
+                _copy_tree(REPO_ROOT / exp, out_dir / exp)
+        # Skeletons and the pristine stu_upload come from the reference, never from the
+        # repo's stu_upload/ (it may hold the instructor's own attempts).
+        for rel, text in expected_skeletons().items():
+            target = out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        _copy_tree(REPO_ROOT / "grader", out_dir / "grader", skip_top={"reference"})
+        if (REPO_ROOT / "pycnml").is_dir():
+            _copy_tree(REPO_ROOT / "pycnml", out_dir / "pycnml")
+        _copy_tree(REPO_ROOT / "data", out_dir / "data", skip_top=DATA_SKIP, max_file=MAX_DATA_FILE, notes=notes)
+        _check_release(out_dir)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    for exp in EXPERIMENTS:
+        if (REPO_ROOT / exp).is_dir() and not any((out_dir / "data" / "golden" / exp).glob("*.npz")):
+            notes.append(f"no visible goldens for {exp}: run `python -m grader goldens` before releasing, "
+                         f"or students' visible checks of {exp} cannot compare")
+    files = sum(1 for p in out_dir.rglob("*") if p.is_file())
+    out(f"release: wrote {files} files to {out_dir}; leak scan clean")
+    for note in notes:
+        out(f"release: note: {note}")
+    return notes
+
+
+def _check_release(out_dir: Path) -> None:
+    problems = []
+    if (out_dir / "grader" / "reference").exists():
+        problems.append("grader/reference/ is in the release")
+    for name in ("tests", "benchmarks", ".ci", "data/generated"):
+        if (out_dir / name).exists():
+            problems.append(f"{name}/ is in the release")
+    leaks = scan_for_leaks(out_dir)
+    problems += [f"solution text: {leak}" for leak in leaks[:50]]
+    if len(leaks) > 50:
+        problems.append(f"... and {len(leaks) - 50} more solution lines")
+    if problems:
+        raise ReleaseError("the student release would leak; nothing was written:\n  " + "\n  ".join(problems))
+
+
+def main(argv: list[str]) -> int:
+    """Entry for tools that call the builder directly; ``python -m grader release OUT`` is the usual way."""
+    if len(argv) != 1:
+        print("usage: python -m grader.handout OUT_DIR", file=sys.stderr)
+        return 2
+    try:
+        build_student_release(Path(argv[0]))
+    except ReleaseError as exc:
+        print(f"release: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,423 @@
+# coding=utf-8
+"""Convolution, max pooling and flatten layers for the style-transfer lab.
+
+Activations are NCHW arrays [N, C, H, W]; convolution weights are [Cin, K, K, Cout] and
+biases [Cout] (the book's layout; MatConvNet's [K, K, Cin, Cout] is transposed when the
+model is loaded). Every layer has two implementations with one interface:
+
+* ``forward_raw`` / ``backward_raw``: the book's four nested loops (figures 3.3, 3.14,
+  3.4 and 3.15), the teaching baseline;
+* ``forward_speedup`` / ``backward_speedup``: the vectorised version of section 3.3.8.
+
+``type`` chosen in ``__init__`` binds ``forward``/``backward`` to one of them (1: fast).
+Each call stores its duration in ``forward_time`` / ``backward_time`` (seconds).
+"""
+import time
+
+import numpy as np
+
+
+### BEGIN REFERENCE ONLY
+def _float_dtype(array):
+    """The dtype a fast layer computes in: the input's own float type (float32 stays
+    float32), float64 for integer input."""
+    dtype = np.asarray(array).dtype
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+### END REFERENCE ONLY
+
+
+class ConvolutionalLayer(object):
+    def __init__(self, kernel_size, channel_in, channel_out, padding, stride, type=0):  # 卷积层的初始化
+        self.kernel_size = kernel_size
+        self.channel_in = channel_in
+        self.channel_out = channel_out
+        self.padding = padding
+        self.stride = stride
+        self.forward = self.forward_raw
+        self.backward = self.backward_raw
+        if type == 1:  # type 设为 1 时，使用优化后的 forward 和 backward 函数
+            self.forward = self.forward_speedup
+            self.backward = self.backward_speedup
+        ### BEGIN REFERENCE ONLY
+        self._d_weight = None
+        self._dw_pending = None
+        self._cast_cache = None
+        self._cols_buffer = None
+        ### END REFERENCE ONLY
+
+    def init_param(self, std=0.01):  # 参数初始化
+        self.weight = np.random.normal(loc=0.0, scale=std,
+                                       size=(self.channel_in, self.kernel_size, self.kernel_size, self.channel_out))
+        self.bias = np.zeros([self.channel_out])
+
+    def _describe(self):
+        return 'conv layer (kernel %d, %d -> %d channels, padding %d, stride %d)' % (
+            self.kernel_size, self.channel_in, self.channel_out, self.padding, self.stride)
+
+    def _check_input(self, input):
+        if input.ndim != 4 or input.shape[1] != self.channel_in:
+            raise ValueError('%s: input must be [N, %d, H, W], got shape %s'
+                             % (self._describe(), self.channel_in, tuple(input.shape)))
+
+    def forward_raw(self, input):  # 前向传播的计算
+        """input: [N, Cin, H, W] -> output: [N, Cout, Hout, Wout] (formulas 3.1-3.4)."""
+        start_time = time.perf_counter()
+        self._check_input(input)
+        self.input = input  # [N, C, H, W]
+        height = self.input.shape[2] + self.padding * 2
+        width = self.input.shape[3] + self.padding * 2
+        self.input_pad = np.zeros([self.input.shape[0], self.input.shape[1], height, width])
+        self.input_pad[:, :, self.padding:self.padding+self.input.shape[2], self.padding:self.padding+self.input.shape[3]] = self.input
+        height_out = (height - self.kernel_size) // self.stride + 1
+        width_out = (width - self.kernel_size) // self.stride + 1
+        self.output = np.zeros([self.input.shape[0], self.channel_out, height_out, width_out])
+        for idxn in range(self.input.shape[0]):
+            for idxc in range(self.channel_out):
+                for idxh in range(height_out):
+                    for idxw in range(width_out):
+                        # TODO: 计算卷积层的前向传播，特征图与卷积核的内积再加偏置
+                        ### BEGIN SOLUTION
+                        ### HINT self.output[idxn, idxc, idxh, idxw] = ______
+                        self.output[idxn, idxc, idxh, idxw] = np.sum(
+                            self.input_pad[idxn, :, idxh*self.stride:idxh*self.stride+self.kernel_size,
+                                           idxw*self.stride:idxw*self.stride+self.kernel_size]
+                            * self.weight[:, :, :, idxc]) + self.bias[idxc]
+                        ### END SOLUTION
+        self.forward_time = time.perf_counter() - start_time
+        return self.output
+
+    def backward_raw(self, top_diff):  # 卷积层的反向传播
+        """top_diff: [N, Cout, Hout, Wout] -> bottom_diff: [N, Cin, H, W] (formulas 3.5, 3.6).
+
+        Also fills d_weight [Cin, K, K, Cout] and d_bias [Cout].
+        """
+        start_time = time.perf_counter()
+        self.d_weight = np.zeros(self.weight.shape)
+        self.d_bias = np.zeros(self.bias.shape)
+        bottom_diff = np.zeros(self.input_pad.shape)
+        for idxn in range(top_diff.shape[0]):
+            for idxc in range(top_diff.shape[1]):
+                for idxh in range(top_diff.shape[2]):
+                    for idxw in range(top_diff.shape[3]):
+                        # TODO: 计算卷积层的反向传播，权重、偏置的梯度和本层损失
+                        ### BEGIN SOLUTION
+                        ### HINT self.d_weight[:, :, :, idxc] += ______
+                        ### HINT self.d_bias[idxc] += ______
+                        ### HINT bottom_diff[idxn, :, idxh*self.stride:idxh*self.stride+self.kernel_size, idxw*self.stride:idxw*self.stride+self.kernel_size] += ______
+                        self.d_weight[:, :, :, idxc] += top_diff[idxn, idxc, idxh, idxw] * self.input_pad[
+                            idxn, :, idxh*self.stride:idxh*self.stride+self.kernel_size,
+                            idxw*self.stride:idxw*self.stride+self.kernel_size]
+                        self.d_bias[idxc] += top_diff[idxn, idxc, idxh, idxw]
+                        bottom_diff[idxn, :, idxh*self.stride:idxh*self.stride+self.kernel_size,
+                                    idxw*self.stride:idxw*self.stride+self.kernel_size] += \
+                            top_diff[idxn, idxc, idxh, idxw] * self.weight[:, :, :, idxc]
+                        ### END SOLUTION
+        bottom_diff = bottom_diff[:, :, self.padding:self.padding+self.input.shape[2], self.padding:self.padding+self.input.shape[3]]
+        self.backward_time = time.perf_counter() - start_time
+        return bottom_diff
+
+    def forward_speedup(self, input):  # 前向传播的并行化计算
+        """input: [N, Cin, H, W] -> output: [N, Cout, Hout, Wout], same dtype as input.
+
+        im2col + one matrix product (section 3.3.8, figure 3.27).
+        """
+        # TODO: 改进forward函数，使得计算加速
+        ### BEGIN SOLUTION
+        ### HINT Rearrange the input windows into a matrix (img2col), multiply it with the
+        ### HINT reshaped kernel (one matrix product instead of four loops), add the bias and
+        ### HINT reshape the result back to [N, Cout, Hout, Wout]. Set self.forward_time.
+        start_time = time.perf_counter()
+        self._check_input(input)
+        self.input = input
+        k, s, p = self.kernel_size, self.stride, self.padding
+        n, c, h, w = input.shape
+        dtype = _float_dtype(input)
+        h_out = (h + 2 * p - k) // s + 1
+        w_out = (w + 2 * p - k) // s + 1
+        self.height_out, self.width_out = h_out, w_out
+        # cols[n, c, kh, kw, i, j] = padded_input[n, c, kh + s*i, kw + s*j]. Row order
+        # (c, kh, kw) matches the weight layout [Cin, K, K, Cout], so the weight reshapes
+        # to a matrix without a copy. The columns are written straight from the unpadded
+        # input; only the border strips that fall into the padding are zeroed.
+        cols = self._cols_buffer
+        if cols is None or cols.shape != (n, c, k, k, h_out, w_out) or cols.dtype != dtype:
+            cols = np.empty((n, c, k, k, h_out, w_out), dtype=dtype)
+            # Kept between calls: re-touching fresh pages of a 100+ MB array every step
+            # costs as much as the copy itself.
+            self._cols_buffer = cols
+        for kh in range(k):
+            i0, i1, r0 = _valid_range(kh, s, p, h, h_out)
+            for kw in range(k):
+                j0, j1, q0 = _valid_range(kw, s, p, w, w_out)
+                dst = cols[:, :, kh, kw]
+                if i0 > 0:
+                    dst[:, :, :i0] = 0
+                if i1 < h_out:
+                    dst[:, :, i1:] = 0
+                if j0 > 0:
+                    dst[:, :, i0:i1, :j0] = 0
+                if j1 < w_out:
+                    dst[:, :, i0:i1, j1:] = 0
+                if i1 > i0 and j1 > j0:
+                    dst[:, :, i0:i1, j0:j1] = input[:, :, r0:r0 + s * (i1 - i0 - 1) + 1:s,
+                                                    q0:q0 + s * (j1 - j0 - 1) + 1:s]
+        self.img2col = cols.reshape(n, c * k * k, h_out * w_out)
+        weight_mat = self._weight_matrix(dtype)  # [Cin*K*K, Cout]
+        # [Cout, Cin*K*K] @ [N, Cin*K*K, Hout*Wout] -> [N, Cout, Hout*Wout]: already NCHW.
+        output = np.matmul(weight_mat.T, self.img2col)
+        output += self._bias_as(dtype)[:, None]
+        self.output = output.reshape(n, self.channel_out, h_out, w_out)
+        self._dw_pending = None
+        self._d_weight = None
+        self.forward_time = time.perf_counter() - start_time
+        ### END SOLUTION
+        return self.output
+
+    def backward_speedup(self, top_diff):  # 反向传播的并行化计算
+        """top_diff: [N, Cout, Hout, Wout] -> bottom_diff: [N, Cin, H, W], dtype of the input.
+
+        Also provides d_weight [Cin, K, K, Cout] and d_bias [Cout].
+        """
+        # TODO: 改进backward函数，使得计算加速
+        ### BEGIN SOLUTION
+        ### HINT Same idea as forward_speedup: the gradient of the img2col matrix is one
+        ### HINT matrix product with the reshaped kernel; add it back to the input positions
+        ### HINT (col2im). d_weight and d_bias are matrix products / sums as well.
+        start_time = time.perf_counter()
+        k, s, p = self.kernel_size, self.stride, self.padding
+        n, c, h, w = self.input.shape
+        expected = (n, self.channel_out, self.height_out, self.width_out)
+        if tuple(top_diff.shape) != expected:
+            raise ValueError('%s: top_diff must have the output shape %s, got %s'
+                             % (self._describe(), expected, tuple(top_diff.shape)))
+        dtype = self.img2col.dtype
+        top = np.asarray(top_diff, dtype=dtype).reshape(n, self.channel_out, -1)
+        self.d_bias = top.sum(axis=(0, 2))
+        # d_weight is another GEMM as large as the one below, and style transfer never
+        # reads it: keep what it needs and compute it when the attribute is first read.
+        self._d_weight = None
+        self._dw_pending = top
+        weight_mat = self._weight_matrix(dtype)
+        # [Cin*K*K, Cout] @ [N, Cout, Hout*Wout] -> gradient of the img2col matrix.
+        dcols = np.matmul(weight_mat, top).reshape(n, c, k, k, self.height_out, self.width_out)
+        # col2im: every kernel offset adds one strided slab back onto the input grid;
+        # entries that came from the zero padding are dropped (formula 3.6).
+        bottom_diff = np.zeros((n, c, h, w), dtype=dtype)
+        for kh in range(k):
+            i0, i1, r0 = _valid_range(kh, s, p, h, self.height_out)
+            if i1 <= i0:
+                continue
+            for kw in range(k):
+                j0, j1, q0 = _valid_range(kw, s, p, w, self.width_out)
+                if j1 <= j0:
+                    continue
+                bottom_diff[:, :, r0:r0 + s * (i1 - i0 - 1) + 1:s, q0:q0 + s * (j1 - j0 - 1) + 1:s] += \
+                    dcols[:, :, kh, kw, i0:i1, j0:j1]
+        self.backward_time = time.perf_counter() - start_time
+        ### END SOLUTION
+        return bottom_diff
+
+    ### BEGIN REFERENCE ONLY
+    # d_weight of the fast path is computed on first read (see backward_speedup); the
+    # loop path assigns it directly, which the setter allows.
+    @property
+    def d_weight(self):
+        if self._d_weight is None and self._dw_pending is not None:
+            top = self._dw_pending
+            # sum_n cols[n] @ top[n].T -> [Cin*K*K, Cout]
+            grad = np.einsum('nkp,ncp->kc', self.img2col, top, optimize=True)
+            self._d_weight = grad.reshape(self.weight.shape)
+            self._dw_pending = None
+        return self._d_weight
+
+    @d_weight.setter
+    def d_weight(self, value):
+        self._d_weight = value
+        self._dw_pending = None
+
+    def _weight_matrix(self, dtype):
+        """The weight as a [Cin*K*K, Cout] matrix in ``dtype`` (cast once, then cached)."""
+        cache = self._cast_cache
+        if cache is None or cache[0] is not self.weight or cache[1] is not self.bias or cache[2] != dtype:
+            w = np.ascontiguousarray(self.weight, dtype=dtype).reshape(-1, self.channel_out)
+            b = np.asarray(self.bias, dtype=dtype).reshape(-1)
+            cache = (self.weight, self.bias, dtype, w, b)
+            self._cast_cache = cache
+        return cache[3]
+
+    def _bias_as(self, dtype):
+        self._weight_matrix(dtype)
+        return self._cast_cache[4]
+    ### END REFERENCE ONLY
+
+    def load_param(self, weight, bias):  # 参数加载
+        """weight: [Cin, K, K, Cout]; bias: [Cout] (any shape with Cout values)."""
+        weight = np.asarray(weight)
+        bias = np.asarray(bias)
+        expected = (self.channel_in, self.kernel_size, self.kernel_size, self.channel_out)
+        if weight.shape != expected:
+            raise ValueError('%s: weight must have shape [Cin, K, K, Cout] = %s, got %s'
+                             % (self._describe(), expected, weight.shape))
+        if bias.size != self.channel_out:
+            raise ValueError('%s: bias must have %d values, got shape %s'
+                             % (self._describe(), self.channel_out, bias.shape))
+        self.weight = weight
+        self.bias = bias.reshape(self.channel_out)
+
+
+### BEGIN REFERENCE ONLY
+def _valid_range(offset, stride, padding, size, size_out):
+    """Output positions i whose input row offset + stride*i - padding lies inside [0, size).
+
+    Returns (i0, i1, r0): the half-open range of such i and the input row of i0.
+    """
+    i0 = max(0, -((offset - padding) // stride))  # ceil((padding - offset) / stride)
+    i1 = min(size_out, (size - 1 - offset + padding) // stride + 1)
+    i1 = max(i1, i0)
+    return i0, i1, offset + stride * i0 - padding
+### END REFERENCE ONLY
+
+
+class MaxPoolingLayer(object):
+    def __init__(self, kernel_size, stride, type=0):  # 最大池化层的初始化
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.forward = self.forward_raw
+        self.backward = self.backward_raw
+        if type == 1:  # type 设为 1 时，使用优化后的 forward 和 backward 函数
+            self.forward = self.forward_speedup
+            self.backward = self.backward_speedup
+
+    def _describe(self):
+        return 'max pooling layer (kernel %d, stride %d)' % (self.kernel_size, self.stride)
+
+    def forward_raw(self, input):  # 前向传播的计算
+        """input: [N, C, H, W] -> output: [N, C, Hout, Wout] (formula 3.7)."""
+        start_time = time.perf_counter()
+        self.input = input  # [N, C, H, W]
+        self.max_index = np.zeros(self.input.shape)
+        height_out = (self.input.shape[2] - self.kernel_size) // self.stride + 1
+        width_out = (self.input.shape[3] - self.kernel_size) // self.stride + 1
+        self.output = np.zeros([self.input.shape[0], self.input.shape[1], height_out, width_out])
+        for idxn in range(self.input.shape[0]):
+            for idxc in range(self.input.shape[1]):
+                for idxh in range(height_out):
+                    for idxw in range(width_out):
+                        # TODO: 计算最大池化层的前向传播，取池化窗口内的最大值
+                        ### BEGIN SOLUTION
+                        ### HINT self.output[idxn, idxc, idxh, idxw] = ______
+                        self.output[idxn, idxc, idxh, idxw] = np.max(
+                            self.input[idxn, idxc, idxh*self.stride:idxh*self.stride+self.kernel_size,
+                                       idxw*self.stride:idxw*self.stride+self.kernel_size])
+                        ### END SOLUTION
+        self.forward_time = time.perf_counter() - start_time
+        return self.output
+
+    def backward_raw(self, top_diff):  # 最大池化层的反向传播
+        """top_diff: [N, C, Hout, Wout] -> bottom_diff: [N, C, H, W] (formulas 3.8, 3.9)."""
+        start_time = time.perf_counter()
+        bottom_diff = np.zeros(self.input.shape)
+        for idxn in range(top_diff.shape[0]):
+            for idxc in range(top_diff.shape[1]):
+                for idxh in range(top_diff.shape[2]):
+                    for idxw in range(top_diff.shape[3]):
+                        # TODO: 最大池化层的反向传播，计算池化窗口中最大值位置，并传递损失
+                        ### BEGIN SOLUTION
+                        ### HINT max_index = ______
+                        ### HINT bottom_diff[idxn, idxc, idxh*self.stride+max_index[0], idxw*self.stride+max_index[1]] = ______
+                        max_index = np.unravel_index(np.argmax(
+                            self.input[idxn, idxc, idxh*self.stride:idxh*self.stride+self.kernel_size,
+                                       idxw*self.stride:idxw*self.stride+self.kernel_size]),
+                            [self.kernel_size, self.kernel_size])
+                        # += rather than the book's =: identical for VGG's 2x2 windows with
+                        # stride 2, and still right when windows overlap (kernel > stride).
+                        bottom_diff[idxn, idxc, idxh*self.stride+max_index[0], idxw*self.stride+max_index[1]] += \
+                            top_diff[idxn, idxc, idxh, idxw]
+                        ### END SOLUTION
+        self.backward_time = time.perf_counter() - start_time
+        return bottom_diff
+
+    def forward_speedup(self, input):  # 前向传播的并行化计算
+        """input: [N, C, H, W] -> output: [N, C, Hout, Wout], same dtype as input."""
+        # TODO: 改进forward函数，使得计算加速
+        ### BEGIN SOLUTION
+        ### HINT Gather every pooling window along a new last axis (reshape when the windows
+        ### HINT tile the input), take max and argmax there, and remember the argmax for the
+        ### HINT backward pass. Set self.forward_time.
+        start_time = time.perf_counter()
+        if input.ndim != 4:
+            raise ValueError('%s: input must be [N, C, H, W], got shape %s' % (self._describe(), tuple(input.shape)))
+        self.input = input
+        k, s = self.kernel_size, self.stride
+        n, c, h, w = input.shape
+        h_out = (h - k) // s + 1
+        w_out = (w - k) // s + 1
+        # One strided view per window offset (no copy); a running maximum over the K*K
+        # views. The strict > keeps the earliest offset on ties, i.e. the first maximum in
+        # row-major window order, like np.argmax in the loop version.
+        dtype = _float_dtype(input)
+        self.output = np.array(input[:, :, 0:s * (h_out - 1) + 1:s, 0:s * (w_out - 1) + 1:s], dtype=dtype)
+        self.max_arg = np.zeros((n, c, h_out, w_out), dtype=np.uint8 if k * k < 256 else np.intp)
+        for kh in range(k):
+            for kw in range(k):
+                if kh == 0 and kw == 0:
+                    continue
+                view = input[:, :, kh:kh + s * (h_out - 1) + 1:s, kw:kw + s * (w_out - 1) + 1:s]
+                better = view > self.output
+                np.copyto(self.output, view, where=better)
+                np.copyto(self.max_arg, kh * k + kw, where=better)
+        self.forward_time = time.perf_counter() - start_time
+        ### END SOLUTION
+        return self.output
+
+    def backward_speedup(self, top_diff):  # 反向传播的并行化计算
+        """top_diff: [N, C, Hout, Wout] -> bottom_diff: [N, C, H, W], dtype of the input."""
+        # TODO: 改进backward函数，使得计算加速
+        ### BEGIN SOLUTION
+        ### HINT Route each top_diff value to the argmax position of its window in one
+        ### HINT vectorised step instead of four loops. Set self.backward_time.
+        start_time = time.perf_counter()
+        k, s = self.kernel_size, self.stride
+        n, c, h, w = self.input.shape
+        h_out, w_out = self.max_arg.shape[2:]
+        if tuple(top_diff.shape) != (n, c, h_out, w_out):
+            raise ValueError('%s: top_diff must have the output shape %s, got %s'
+                             % (self._describe(), (n, c, h_out, w_out), tuple(top_diff.shape)))
+        dtype = _float_dtype(self.input)
+        top = np.asarray(top_diff, dtype=dtype)
+        bottom_diff = np.zeros((n, c, h, w), dtype=dtype)
+        # One strided slab per window offset; += so that positions shared by overlapping
+        # windows (kernel > stride) collect the gradient of every window they win.
+        for kh in range(k):
+            for kw in range(k):
+                routed = np.where(self.max_arg == kh * k + kw, top, 0)
+                if k <= s:
+                    bottom_diff[:, :, kh:kh + s * (h_out - 1) + 1:s, kw:kw + s * (w_out - 1) + 1:s] = routed
+                else:
+                    bottom_diff[:, :, kh:kh + s * (h_out - 1) + 1:s, kw:kw + s * (w_out - 1) + 1:s] += routed
+        self.backward_time = time.perf_counter() - start_time
+        ### END SOLUTION
+        return bottom_diff
+
+
+class FlattenLayer(object):
+    def __init__(self, input_shape, output_shape):  # 层的初始化
+        self.input_shape = input_shape
+        self.output_shape = output_shape
+        if int(np.prod(input_shape)) != int(np.prod(output_shape)):
+            raise ValueError('flatten layer: input shape %s and output shape %s hold different numbers of values'
+                             % (list(input_shape), list(output_shape)))
+
+    def forward(self, input):  # 前向传播的计算
+        """input: [N, C, H, W] -> output: [N] + output_shape, in MatConvNet's H, W, C order."""
+        # matconvnet feature map dim: [N, height, width, channel]
+        # ours feature map dim: [N, channel, height, width]
+        self.input = np.transpose(input, [0, 2, 3, 1])
+        self.output = self.input.reshape([self.input.shape[0]] + list(self.output_shape))
+        return self.output
+
+    def backward(self, top_diff):  # 反向传播的计算
+        """top_diff: [N] + output_shape -> bottom_diff: [N, C, H, W]."""
+        c, h, w = self.input_shape
+        bottom_diff = np.reshape(top_diff, [top_diff.shape[0], h, w, c])
+        return np.transpose(bottom_diff, [0, 3, 1, 2])
