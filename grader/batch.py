@@ -361,6 +361,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _own_peak_kib() -> int:
+    """This process's peak resident memory in KiB.
+
+    ``ru_maxrss`` survives ``exec`` on Linux, so a batch started from a big process
+    would report its parent's peak; ``VmHWM`` belongs to this process's own memory map.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(argv: list[str]) -> int:
     try:
         return run(parser().parse_args(argv))
@@ -459,7 +474,7 @@ def run(args) -> int:
     finally:
         shutil.rmtree(private, ignore_errors=True)
     wall = time.monotonic() - start
-    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    self_kib = _own_peak_kib()
     child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do"
     print(f"batch: {summary} in {wall:.1f} s; wrote {csv_path}", file=sys.stderr)

@@ -273,6 +273,10 @@ class _Collector:
             else:
                 message = str(report.longrepr)[-2000:]
             if report.skipped:
+                if "empty parameter set" in str(report.longrepr):
+                    # A test parametrized over cases that this run does not have (e.g. hidden
+                    # cases under --visible-only) is no check at all.
+                    return
                 # A skipped check never counts as passed.
                 message = f"not checked: {message}"
             seconds = getattr(item, "aics_seconds", None)

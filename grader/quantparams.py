@@ -66,7 +66,13 @@ def resolve_quant_params(weights, compute: bool = True, progress=None) -> Path:
         raise FileNotFoundError(
             f"no quant parameters for the {weights.kind} weights {weights.short()}: looked for "
             f"{committed_path(weights.sha256)} and {target}. Run `python -m grader calibrate` to compute them.")
-    from grader.calibrate import calibrate, write_quant_params
+    try:
+        from grader.calibrate import calibrate, write_quant_params
+    except ImportError:
+        raise FileNotFoundError(
+            f"no DLP quant parameters for the weights {weights.short()} ({weights.kind}): looked for "
+            f"{committed_path(weights.sha256)} and {target}. The student handout cannot calibrate; ask your "
+            f"instructor for this file (they run `python -m grader calibrate`).") from None
     say = progress or (lambda msg: print(msg, file=sys.stderr))
     say(f"calibrating DLP quant parameters for the {weights.kind} weights {weights.short()} "
         f"(first use; written to {target})")

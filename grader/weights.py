@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from grader import paths
+from grader.vgg_layout import MAT_LAYER_NAMES
 
 REAL_SIZE = 576042600
 REAL_SHA256 = "6416dee6bcdc380654d8770a5b89f06254b1e662c97cabc4094783b25f8a1211"
@@ -53,14 +54,7 @@ SYNTHETIC_SHA256 = "b34dfe3eda974830bb0892b21624c3e9b162a75fc202b3208867d91eb51c
 
 # The 43 entries of MatConvNet's ``layers`` cell array, in file order. The book's own
 # 44-name list inserts 'flatten' before fc6 and spells the last entry 'Softmax'.
-LAYER_NAMES: tuple[str, ...] = (
-    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
-    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
-    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4", "pool3",
-    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
-    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
-    "fc6", "relu6", "fc7", "relu7", "fc8", "prob",
-)
+LAYER_NAMES: tuple[str, ...] = MAT_LAYER_NAMES
 
 # ImageNet mean colour of VGG19 (RGB); averageImage is this colour over a 224x224 image.
 IMAGE_MEAN = (123.68, 116.779, 103.939)

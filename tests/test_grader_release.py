@@ -81,5 +81,12 @@ def test_release_grader_scores_skeleton_0_and_reference_100(release, tmp_path):
     assert pristine["total"] == 0
     solved = tmp_path / "solved"
     shutil.copytree(REFERENCE_DIR / EXP, solved / EXP, ignore=shutil.ignore_patterns("__pycache__"))
+    # The release has no grader.fastops (it would give answers away); a student's fast
+    # solution carries its own fast code, so the copied reference does too.
+    shutil.copy2(REPO_ROOT / "grader" / "fastops.py", solved / EXP / "fastops.py")
+    layers_2 = solved / EXP / "layers_2.py"
+    text = layers_2.read_text()
+    assert text.count("from grader import fastops") == 1
+    layers_2.write_text(text.replace("from grader import fastops", "import fastops"))
     full = release_grade(release, solved, tmp_path / "solved.json")
     assert full["total"] == 100, [c for c in full["experiments"][0]["checks"] if not c["passed"]]

@@ -18,7 +18,7 @@ import pytest
 
 from grader.checks.conftest import describe_failure_kind
 from grader.compare import CheckFailure, Tolerance, assert_close
-from grader.floatnet import LAYER_NAMES, layer_kind
+from grader.vgg_layout import LAYER_NAMES, layer_kind
 
 EXPERIMENT = "exp_3_2_dlp"
 CASE_KINDS = {"network", "network_image"}   # test_class
