@@ -21,7 +21,7 @@ from grader import goldens  # noqa: E402
 from grader.compare import NETWORK_TOL, CheckFailure, assert_close  # noqa: E402
 from grader.paths import DEFAULT_CAT, SYNSET_WORDS  # noqa: E402
 from grader.submission import SubmissionError, load_module  # noqa: E402
-from grader.weights import WeightsInfo, kind_of, resolve_weights, sha256_file  # noqa: E402
+from grader.weights import weights_for  # noqa: E402
 
 EXPERIMENT = "exp_3_1_vgg"
 
@@ -77,15 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if not image.is_file():
         print(f"error: image {image.resolve()} not found; pass --image PATH", file=sys.stderr)
         return 2
-    if args.weights:
-        path = Path(args.weights)
-        if not path.is_file():
-            print(f"error: weights file {path.resolve()} not found", file=sys.stderr)
-            return 2
-        sha = sha256_file(path)
-        weights = WeightsInfo(path.resolve(), kind_of(sha), sha, "--weights")
-    else:
-        weights = resolve_weights()
+    try:
+        weights = weights_for(args.weights)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(weights.banner())
     try:
         vgg_cpu = load_module(args.submission, EXPERIMENT, "vgg_cpu")

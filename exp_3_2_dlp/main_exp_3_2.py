@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from grader.paths import SYNSET_WORDS  # noqa: E402
 from grader.submission import SubmissionError, load_module  # noqa: E402
-from grader.weights import WeightsInfo, kind_of, resolve_weights, sha256_file  # noqa: E402
+from grader.weights import WeightsInfo, weights_for  # noqa: E402
 
 EXPERIMENT = "exp_3_2_dlp"
 DEFAULT_FILE_LIST = REPO_ROOT / EXPERIMENT / "file_list"
@@ -58,16 +58,6 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     q = np.clip(np.asarray(q, dtype=np.float64), 1e-12, None)
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(p * np.log(p / q)))
-
-
-def _weights(arg: str | None) -> WeightsInfo:
-    if not arg:
-        return resolve_weights()
-    path = Path(arg)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path.resolve()} not found")
-    sha = sha256_file(path)
-    return WeightsInfo(path.resolve(), kind_of(sha), sha, "--weights")
 
 
 def run_dlp(vgg, entries, labels) -> list[dict]:
@@ -216,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         entries = read_file_list(Path(args.file_list))
-        weights = _weights(args.weights)
+        weights = weights_for(args.weights)
         from grader.quantparams import resolve_quant_params
         quant_path = resolve_quant_params(weights)
         labels = SYNSET_WORDS.read_text(encoding="utf-8").splitlines(keepends=True)

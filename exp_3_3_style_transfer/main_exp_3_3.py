@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 import traceback
@@ -108,19 +107,11 @@ def say(text: str = "") -> None:
 
 def resolve_weights(path_arg: str | None) -> tuple[Path, str]:
     """Return the weights path and the banner line to print first."""
-    if path_arg is not None:
-        path = Path(path_arg).expanduser()
-        if not path.is_file():
-            raise RunnerError(f"weights file {path.resolve()} not found (from --weights). Omit --weights to use "
-                              "$VGG19_MAT, data/vgg19_data/imagenet-vgg-verydeep-19.mat or the synthetic weights.")
-        os.environ["VGG19_MAT"] = str(path.resolve())
+    from grader.weights import weights_for
     try:
-        from grader.weights import resolve_weights as kit_resolve
-    except ImportError as error:
-        if path_arg is None:
-            raise RunnerError(f"cannot import grader.weights ({error}); pass --weights PATH to a VGG19 .mat")
-        return path.resolve(), f"WEIGHTS: custom file {path.resolve()} (no fingerprint: grader.weights unavailable)"
-    info = kit_resolve(generate=True)
+        info = weights_for(path_arg)
+    except FileNotFoundError as exc:
+        raise RunnerError(str(exc)) from None
     return Path(info.path), info.banner()
 
 

@@ -28,7 +28,8 @@ CALIBRATION_IMAGES = (DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE)
 def calibrate(weights_path, images=CALIBRATION_IMAGES, progress=print):
     """``(input pairs, filter pairs)``: 19 ``(position, scale)`` each, in creation order."""
     import pycnml
-    from grader.floatnet import PARAM_LAYERS, FloatVGG19, load_image
+    from grader.floatnet import FloatVGG19, load_image
+    from grader.vgg_layout import PARAM_LAYERS
 
     images = [Path(p) for p in images]
     if not images:
@@ -69,7 +70,7 @@ def write_quant_params(path, inputs, filters) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from grader import quantparams
-    from grader.weights import WeightsInfo, kind_of, resolve_weights, sha256_file
+    from grader.weights import weights_for
 
     parser = argparse.ArgumentParser(prog="python -m grader calibrate",
                                      description="Compute VGG19's DLP int8 quant parameters for a weights file.")
@@ -78,15 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="calibration images (default: the three images in data/images)")
     parser.add_argument("--out", default=None, help="output .npz (default: see the module's docstring)")
     args = parser.parse_args(argv)
-    if args.weights:
-        path = Path(args.weights)
-        if not path.is_file():
-            print(f"calibrate: weights file {path.resolve()} not found", file=sys.stderr)
-            return 2
-        sha = sha256_file(path)
-        weights = WeightsInfo(path.resolve(), kind_of(sha), sha, "--weights")
-    else:
-        weights = resolve_weights()
+    try:
+        weights = weights_for(args.weights)
+    except FileNotFoundError as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 2
     print(weights.banner())
     if args.out:
         out = Path(args.out)
@@ -104,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     write_quant_params(out, inputs, filters)
     print(f"{'layer':<8}{'input (pos, scale)':>24}{'filter (pos, scale)':>24}")
-    from grader.floatnet import PARAM_LAYERS
+    from grader.vgg_layout import PARAM_LAYERS
     for name, (ip, is_), (fp, fs) in zip(PARAM_LAYERS, inputs, filters):
         print(f"{name:<8}{ip:>10d}, {is_:<12.6f}{fp:>10d}, {fs:<12.6f}")
     print(f"wrote {out}")

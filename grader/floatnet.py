@@ -20,7 +20,7 @@ import scipy.io
 from PIL import Image
 
 from grader import fastops
-from grader.vgg_layout import LAYER_NAMES, PARAM_LAYERS, layer_kind  # noqa: F401 (re-exported)
+from grader.vgg_layout import LAYER_NAMES, layer_kind
 
 IMAGE_SIZE = 224
 

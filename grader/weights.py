@@ -176,6 +176,19 @@ def resolve_weights(generate: bool = True) -> WeightsInfo:
     return WeightsInfo(synthetic.resolve(), kind_of(sha), sha, "synthetic")
 
 
+def weights_for(path_arg: str | os.PathLike | None) -> WeightsInfo:
+    """The weights a runner's ``--weights PATH`` names, else :func:`resolve_weights`'s choice."""
+    if not path_arg:
+        return resolve_weights()
+    path = Path(path_arg).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"weights file {path.resolve()} not found (from --weights). Omit --weights to use ${ENV_VAR}, "
+            f"{real_weights_path()} or the synthetic weights.")
+    sha = sha256_file(path)
+    return WeightsInfo(path.resolve(), kind_of(sha), sha, "--weights")
+
+
 # --------------------------------------------------------------------------- hashing
 
 

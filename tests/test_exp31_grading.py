@@ -1,9 +1,7 @@
 """Experiment 3.1 graded end to end: the reference, the pristine skeleton, planted bugs."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,44 +10,28 @@ import numpy as np
 import pytest
 
 from grader.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+from tests import gradeutil
+from tests.gradeutil import checks
 
 EXP = "exp_3_1_vgg"
 
 
 def grade(submission: Path, tmp_path: Path, *extra: str) -> dict:
-    out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "grader", "--submission", str(submission), "--experiments", EXP,
-                           "--json", str(out), *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"grader failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    doc = json.loads(out.read_text())
-    doc["_stdout"] = proc.stdout
-    return doc
-
-
-def checks(doc: dict) -> dict:
-    return {c["name"]: c for c in doc["experiments"][0]["checks"]}
+    return gradeutil.grade(submission, tmp_path, EXP, *extra)
 
 
 def broken_copy(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
-    """Copy the reference 3.1 folder and apply textual edits, asserting each one applies.
+    """A reference copy with planted bugs, its fast path limited to big inputs.
 
-    The reference's fast path is limited to big inputs so that the small layer checks
-    run the book's loops (where the planted bugs live) while the network stays quick.
+    The small layer checks then run the book's loops (where the planted bugs live)
+    while the network stays quick.
     """
-    sub = tmp_path / "sub"
-    shutil.copytree(REFERENCE_DIR / EXP, sub / EXP)
-    layers_2 = sub / EXP / "layers_2.py"
-    text = layers_2.read_text()
-    assert text.count("if _USE_FAST:") == 2
-    layers_2.write_text(text.replace("if _USE_FAST:", "if _USE_FAST and input.shape[2] >= 28:"))
-    for name, pairs in edits.items():
-        path = sub / EXP / name
-        text = path.read_text()
-        for old, new in pairs:
-            assert text.count(old) == 1, f"edit target not found exactly once in {name}: {old!r}"
-            text = text.replace(old, new)
-        path.write_text(text)
-    return sub
+    edits = dict(edits)
+    fast_limits = [(f"if _USE_FAST:\n            self.input = input\n            self.output = fastops.{fn}(",
+                    f"if _USE_FAST and input.shape[2] >= 28:\n            self.input = input\n"
+                    f"            self.output = fastops.{fn}(") for fn in ("conv2d_forward", "maxpool2d_forward")]
+    edits["layers_2.py"] = fast_limits + edits.get("layers_2.py", [])
+    return gradeutil.broken_copy(tmp_path, EXP, edits)
 
 
 def test_reference_scores_100_with_hidden_checks(tmp_path):
@@ -103,8 +85,7 @@ def test_broken_submission_scores_expected_tier(tmp_path, name, edits, expected,
     doc = grade(broken_copy(tmp_path, edits), tmp_path, "--visible-only")
     exp = doc["experiments"][0]
     by_name = checks(doc)
-    assert exp["score"] == expected, f"{name}: score {exp['score']}, expected {expected}\n" + "\n".join(
-        f"{c['name']}: {c['message'][:200]}" for c in exp["checks"] if not c["passed"])
+    assert exp["score"] == expected, f"{name}: score {exp['score']}, expected {expected}\n" + gradeutil.failures(doc)
     assert not by_name[failing]["passed"]
     assert words in by_name[failing]["message"], by_name[failing]["message"]
 

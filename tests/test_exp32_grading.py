@@ -6,45 +6,25 @@ VGG19 (load_model ~10 s, forward ~3 s); runs that fail while building take ~2 s.
 """
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from grader.paths import REFERENCE_DIR, REPO_ROOT
+from tests import gradeutil
+from tests.gradeutil import checks
 
 EXP = "exp_3_2_dlp"
 DEMO = "vgg19_demo.py"
 
 
 def grade(submission: Path, tmp_path: Path, *extra: str) -> dict:
-    out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "grader", "--submission", str(submission), "--experiments", EXP,
-                           "--json", str(out), *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"grader failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    doc = json.loads(out.read_text())
-    doc["_stdout"] = proc.stdout
-    return doc
-
-
-def checks(doc: dict) -> dict:
-    return {c["name"]: c for c in doc["experiments"][0]["checks"]}
+    return gradeutil.grade(submission, tmp_path, EXP, *extra, timeout=600)
 
 
 def broken_copy(tmp_path: Path, edits: list[tuple[str, str]]) -> Path:
-    """Copy the reference 3.2 folder and apply textual edits, each exactly once."""
-    sub = tmp_path / "sub"
-    shutil.copytree(REFERENCE_DIR / EXP, sub / EXP)
-    path = sub / EXP / DEMO
-    text = path.read_text()
-    for old, new in edits:
-        assert text.count(old) == 1, f"edit target not found exactly once in {DEMO}: {old!r}"
-        text = text.replace(old, new)
-    path.write_text(text)
-    return sub
+    return gradeutil.broken_copy(tmp_path, EXP, {DEMO: edits})
 
 
 def test_reference_scores_100_with_hidden_check(tmp_path):

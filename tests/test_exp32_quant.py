@@ -11,7 +11,8 @@ import scipy.io
 
 import pycnml
 from grader import quantparams
-from grader.floatnet import PARAM_LAYERS, load_image
+from grader.floatnet import load_image
+from grader.vgg_layout import PARAM_LAYERS
 from grader.paths import DEFAULT_CAT, REPO_ROOT
 from grader.weights import REAL_SHA256, SYNTHETIC_SHA256, WeightsInfo, resolve_weights
 

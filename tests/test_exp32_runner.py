@@ -10,7 +10,8 @@ import pytest
 
 from grader import goldens
 from grader.compare import NETWORK_TOL, assert_close
-from grader.floatnet import LAYER_NAMES, FloatVGG19, load_image
+from grader.floatnet import FloatVGG19, load_image
+from grader.vgg_layout import LAYER_NAMES
 from grader.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
 from grader.weights import resolve_weights
 

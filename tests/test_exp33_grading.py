@@ -1,42 +1,19 @@
 """Experiment 3.3 graded end to end: the reference, the pristine skeleton, planted bugs."""
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from grader.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+from grader.paths import REFERENCE_DIR, STU_UPLOAD_DIR
+from tests import gradeutil
+from tests.gradeutil import checks as by_name
 
 EXP = "exp_3_3_style_transfer"
 
 
 def grade(submission: Path, tmp_path: Path, *extra: str) -> dict:
-    out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "grader", "--submission", str(submission), "--experiments", EXP,
-                           "--json", str(out), *extra], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, f"grader failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(out.read_text())
-
-
-def by_name(doc: dict) -> dict:
-    return {c["name"]: c for c in doc["experiments"][0]["checks"]}
-
-
-def broken_copy(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
-    sub = tmp_path / "sub"
-    shutil.copytree(REFERENCE_DIR / EXP, sub / EXP)
-    for name, pairs in edits.items():
-        path = sub / EXP / name
-        text = path.read_text()
-        for old, new in pairs:
-            assert text.count(old) == 1, f"edit target not found exactly once in {name}: {old!r}"
-            text = text.replace(old, new)
-        path.write_text(text)
-    return sub
+    return gradeutil.grade(submission, tmp_path, EXP, *extra)
 
 
 def test_reference_scores_100(tmp_path):
@@ -80,10 +57,9 @@ BROKEN = [
 
 @pytest.mark.parametrize("name,edits,expected,failing,words", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_submission_scores_expected_tier(tmp_path, name, edits, expected, failing, words):
-    doc = grade(broken_copy(tmp_path, edits), tmp_path, "--visible-only")
+    doc = grade(gradeutil.broken_copy(tmp_path, EXP, edits), tmp_path, "--visible-only")
     exp = doc["experiments"][0]
     checks = by_name(doc)
-    assert exp["score"] == expected, f"{name}: score {exp['score']}, expected {expected}\n" + "\n".join(
-        f"{c['name']}: {c['message'][:200]}" for c in exp["checks"] if not c["passed"])
+    assert exp["score"] == expected, f"{name}: score {exp['score']}, expected {expected}\n" + gradeutil.failures(doc)
     assert not checks[failing]["passed"]
     assert words in checks[failing]["message"], checks[failing]["message"]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from grader.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from grader.markers import solution_lines, strip_solutions
-from grader.paths import DEFAULT_CONTENT, DEFAULT_STYLE, REFERENCE_DIR, REPO_ROOT
+from grader.paths import DEFAULT_CONTENT, REFERENCE_DIR, REPO_ROOT
 from grader.submission import load_module
 
 EXP = "exp_3_3_style_transfer"

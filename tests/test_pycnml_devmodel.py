@@ -15,7 +15,6 @@ def vgg19_net(core_num=16, core_version=pycnml.CNML_MLU270, size=224):
         net = pycnml.CnmlNet(core_num, core_version)
     net.setInputShape(1, 3, size, size)
     qp = pycnml.QuantParam()
-    cin = 3
     for s, (cout, n) in enumerate([(64, 2), (128, 2), (256, 4), (512, 4), (512, 4)], start=1):
         for i in range(1, n + 1):
             net.createConvLayer(f"conv{s}_{i}", cout, 3, 1, 1, 1, qp)

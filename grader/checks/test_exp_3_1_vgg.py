@@ -45,26 +45,24 @@ def _first_divergent_layer(outputs: dict, golden: dict) -> str:
     return ""
 
 
-@pytest.mark.tier(80)
-def test_pool5(request, session):
-    outcome, golden = _network(request, session, 80, "vgg19_pool5")
+def _compare_network_output(request, session, tier: int, name: str, key: str, what: str) -> None:
+    outcome, golden = _network(request, session, tier, name)
     try:
-        request.node.aics_message = assert_close(outcome.outputs.get("pool5"), golden["pool5"],
-                                                 "VGG19 pool5 output on the cat image", NETWORK_TOL)
+        request.node.aics_message = assert_close(outcome.outputs.get(key), golden[key], what,
+                                                 SOFTMAX_TOL if key == "prob" else NETWORK_TOL)
     except CheckFailure as exc:
         where = _first_divergent_layer(outcome.outputs, golden)
         raise CheckFailure(f"{exc}" + (f"; {where}" if where else "")) from None
+
+
+@pytest.mark.tier(80)
+def test_pool5(request, session):
+    _compare_network_output(request, session, 80, "vgg19_pool5", "pool5", "VGG19 pool5 output on the cat image")
 
 
 @pytest.mark.tier(100)
 def test_softmax(request, session):
-    outcome, golden = _network(request, session, 100, "vgg19_softmax")
-    try:
-        request.node.aics_message = assert_close(outcome.outputs.get("prob"), golden["prob"],
-                                                 "VGG19 softmax output on the cat image", SOFTMAX_TOL)
-    except CheckFailure as exc:
-        where = _first_divergent_layer(outcome.outputs, golden)
-        raise CheckFailure(f"{exc}" + (f"; {where}" if where else "")) from None
+    _compare_network_output(request, session, 100, "vgg19_softmax", "prob", "VGG19 softmax output on the cat image")
 
 
 @pytest.mark.tier(100)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 from grader.submission import load_module
 
 
@@ -29,8 +31,7 @@ class BaseContext:
         return self._modules[name]
 
 
-def sample_indices(size: int, count: int = 64) -> "np.ndarray":
+def sample_indices(size: int, count: int = 64) -> np.ndarray:
     """Fixed pseudo-random flat indices used to fingerprint a layer's output."""
-    import numpy as np
     rng = np.random.default_rng(size)
     return np.sort(rng.choice(size, size=min(count, size), replace=False))
