@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ class GradingSession:
         self.hide_paths = tuple(hide_paths)
         self.memory_bytes = memory_bytes
         self.time_scale = time_scale
+        self.progress = None   # where group progress lines go while pytest captures output
         # Reference outputs computed at grade time, shared by the runs of one batch.
         self.golden_cache = Path(golden_cache) if golden_cache else None
         if self.golden_cache is not None:
@@ -139,7 +141,12 @@ class GradingSession:
                 cases = [c for c in cases if c.needs_golden and (c.hidden or self._stored_golden(experiment, c) is None)]
                 run = self._reference_run(experiment, group, cases)
             else:
-                run = run_group(self.submission, experiment, module.GROUPS[group], cases,
+                spec = module.GROUPS[group]
+                # A book-style loop submission can spend minutes in one group: say what runs.
+                if self.progress is not None:
+                    print(f"    {experiment}: running the {group!r} checks ({len(cases)} cases, "
+                          f"time limit {spec.wall_seconds * self.time_scale:.0f} s) ...", file=self.progress)
+                run = run_group(self.submission, experiment, spec, cases,
                                 self.resources(experiment), hide_paths=self.hide_paths,
                                 memory_bytes=self.memory_bytes, time_scale=self.time_scale)
             if not reference:
@@ -284,6 +291,14 @@ class _Collector:
                                             float(seconds if seconds is not None else report.duration), hidden))
 
 
+def _progress_stream():
+    """A writer to the real stdout that pytest's output capture cannot swallow (or None)."""
+    try:
+        return os.fdopen(os.dup(sys.__stdout__.fileno()), "w", buffering=1)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def grade_experiment(session: GradingSession, experiment: str, verbose: bool = False) -> ExperimentResult:
     """Run ``grader/checks/test_<experiment>.py`` under pytest in this process."""
     global SESSION
@@ -294,6 +309,7 @@ def grade_experiment(session: GradingSession, experiment: str, verbose: bool = F
     args = [str(checks_file), "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
             "-o", "console_output_style=classic", "--rootdir", str(REPO_ROOT), "-c", str(CHECKS_DIR / "pytest.ini")]
     captured = io.StringIO()
+    session.progress = _progress_stream()
     if verbose:
         code = pytest.main(args, plugins=[collector])
     else:
@@ -301,6 +317,9 @@ def grade_experiment(session: GradingSession, experiment: str, verbose: bool = F
         # pytest's dots and FAILED lines mean nothing to a student; the table says it all.
         with contextlib.redirect_stdout(captured):
             code = pytest.main(args, plugins=[collector])
+    if session.progress is not None:
+        session.progress.close()
+        session.progress = None
     result = ExperimentResult(experiment, collector.results, session.notes.get(experiment, []),
                               time.perf_counter() - start)
     if code not in (0, 1) or not collector.results:
