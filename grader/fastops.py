@@ -688,3 +688,105 @@ def maxpool2d_forward(x, kernel_size: int, stride: int) -> np.ndarray:
             else:
                 np.maximum(out, view, out=out)
     return out
+
+
+# --------------------------------------------------------------------------- max-pool with argmax
+
+def _pool_argmax_kernel(x, k, s, out, arg):
+    """One pass over x [N, C, H, W]: window maxima into out, their window offsets into arg.
+
+    The offset is kh * k + kw of the FIRST maximum in row-major window order (a strict >),
+    which is what np.argmax in the book's loop backward picks.
+    """
+    n, c, hout, wout = out.shape
+    for i in range(n):
+        for j in range(c):
+            for oh in range(hout):
+                for ow in range(wout):
+                    best = x[i, j, oh * s, ow * s]
+                    where = 0
+                    for kh in range(k):
+                        for kw in range(k):
+                            v = x[i, j, oh * s + kh, ow * s + kw]
+                            if v > best:
+                                best = v
+                                where = kh * k + kw
+                    out[i, j, oh, ow] = best
+                    arg[i, j, oh, ow] = where
+
+
+def _pool_route_kernel(top, arg, k, s, bottom):
+    """bottom [N, C, H, W] += top routed to each window's recorded argmax offset."""
+    n, c, hout, wout = top.shape
+    for i in range(n):
+        for j in range(c):
+            for oh in range(hout):
+                for ow in range(wout):
+                    a = arg[i, j, oh, ow]
+                    bottom[i, j, oh * s + a // k, ow * s + a % k] += top[i, j, oh, ow]
+
+
+if numba is not None:
+    _pool_argmax_kernel = numba.njit(cache=True)(_pool_argmax_kernel)
+    _pool_route_kernel = numba.njit(cache=True)(_pool_route_kernel)
+
+
+def maxpool2d_forward_argmax(x, kernel_size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max-pool forward that also records where each maximum came from.
+
+    x [N, C, H, W] -> (out [N, C, Hout, Wout] in x's dtype, arg [N, C, Hout, Wout] uint8
+    holding kh * kernel_size + kw of the first maximum). Needs kernel_size**2 <= 256.
+    """
+    x = np.ascontiguousarray(x)
+    kernel_size = _check_int("kernel_size", kernel_size, 1)
+    stride = _check_int("stride", stride, 1)
+    if x.ndim != 4 or x.shape[2] < kernel_size or x.shape[3] < kernel_size:
+        raise ValueError(f"max-pool input must be [N, C, H, W] with H, W >= {kernel_size}, got shape {x.shape}")
+    if kernel_size * kernel_size > 256:
+        raise ValueError(f"kernel_size {kernel_size} too large for uint8 window offsets")
+    hout = (x.shape[2] - kernel_size) // stride + 1
+    wout = (x.shape[3] - kernel_size) // stride + 1
+    out = np.empty((x.shape[0], x.shape[1], hout, wout), dtype=x.dtype)
+    arg = np.empty(out.shape, dtype=np.uint8)
+    _pool_argmax_kernel(x, kernel_size, stride, out, arg)
+    return out, arg
+
+
+def maxpool2d_backward(top_diff, arg, kernel_size: int, stride: int, input_shape) -> np.ndarray:
+    """Route top_diff [N, C, Hout, Wout] to the recorded maxima: -> [N, C, H, W].
+
+    Positions shared by overlapping windows (kernel > stride) collect every window they win.
+    """
+    top = np.ascontiguousarray(top_diff)
+    arg = np.ascontiguousarray(arg)
+    if top.shape != arg.shape:
+        raise ValueError(f"max-pool backward: top_diff shape {top.shape} differs from the forward's output "
+                         f"shape {arg.shape}")
+    bottom = np.zeros(tuple(input_shape), dtype=top.dtype)
+    _pool_route_kernel(top, arg, int(kernel_size), int(stride), bottom)
+    return bottom
+
+
+# --------------------------------------------------------------------------- ReLU backward
+
+def _relu_backward_kernel(top, x, out):
+    """out = top where x > 0 else 0, on flat arrays (one pass, no mask array)."""
+    for i in range(top.size):
+        out[i] = top[i] if x[i] > 0 else 0
+
+
+if numba is not None:
+    _relu_backward_kernel = numba.njit(cache=True)(_relu_backward_kernel)
+
+
+def relu_backward(top_diff, x) -> np.ndarray:
+    """Gradient of max(x, 0): top_diff where x > 0, else 0; a new array in top_diff's dtype."""
+    top = np.ascontiguousarray(top_diff)
+    x = np.ascontiguousarray(x)
+    if top.shape != x.shape:
+        raise ValueError(f"ReLU backward: top_diff shape {top.shape} differs from the input shape {x.shape}")
+    if numba is None:
+        return np.where(x > 0, top, 0).astype(top.dtype, copy=False)
+    out = np.empty_like(top)
+    _relu_backward_kernel(top.reshape(-1), x.reshape(-1), out.reshape(-1))
+    return out

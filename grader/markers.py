@@ -85,7 +85,14 @@ def strip_solutions(text: str, filename: str) -> str:
             hints.append(stripped[len(HINT):].strip())
     if mode is not None:
         raise MarkerError(f"{filename}:{start + 1}: block opened here is never closed")
-    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+    # A removed reference-only block leaves its surrounding blank lines behind; keep at
+    # most two in a row, as PEP 8 does.
+    tidy: list[str] = []
+    for line in out:
+        if not line.strip() and len(tidy) >= 2 and not tidy[-1].strip() and not tidy[-2].strip():
+            continue
+        tidy.append(line)
+    return "\n".join(tidy) + ("\n" if text.endswith("\n") else "")
 
 
 def has_markers(text: str) -> bool:

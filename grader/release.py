@@ -38,13 +38,16 @@ def refresh_repo(force: bool = False, out=sys.stdout) -> int:
     """Rewrite skeletons and pristine stu_upload files; return the number of files written."""
     written = 0
     skipped: list[Path] = []
-    for rel, text in expected_skeletons().items():
+    expected = expected_skeletons()
+    # What each skeleton said before this run: a stu_upload file equal to it is pristine.
+    previous_skeleton = {rel: (REPO_ROOT / rel).read_text(encoding="utf-8")
+                         for rel in expected if rel.parts[0] != "stu_upload" and (REPO_ROOT / rel).exists()}
+    for rel, text in expected.items():
         dest = REPO_ROOT / rel
         if dest.exists() and dest.read_text(encoding="utf-8") == text:
             continue
         if rel.parts[0] == "stu_upload" and dest.exists() and not force:
-            skeleton = REPO_ROOT / rel.parts[1] / "skeleton" / rel.name
-            previous = skeleton.read_text(encoding="utf-8") if skeleton.exists() else None
+            previous = previous_skeleton.get(Path(rel.parts[1]) / "skeleton" / rel.name)
             if previous is not None and dest.read_text(encoding="utf-8") != previous:
                 skipped.append(rel)
                 continue

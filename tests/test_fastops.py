@@ -392,3 +392,38 @@ def test_backward_data_bad_shapes():
         fastops.conv2d_backward_data(np.zeros((1, 6, 5, 5)), w, 1, 1, (1, 4, 8, 8))
     with pytest.raises(ValueError, match="Cin=4"):
         fastops.conv2d_backward_data(np.zeros((1, 6, 8, 8)), w, 1, 1, (1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("k,s,shape", [(2, 2, (2, 3, 8, 9)), (3, 2, (1, 2, 9, 7)), (3, 3, (1, 2, 9, 7)),
+                                       (2, 1, (1, 1, 5, 6))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_argmax_and_routing_match_the_book_loops(k, s, shape, dtype):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(dtype)
+    out, arg = fastops.maxpool2d_forward_argmax(x, k, s)
+    assert out.dtype == dtype and arg.dtype == np.uint8
+    np.testing.assert_array_equal(out, fastops.maxpool2d_forward(x, k, s))
+    top = rng.standard_normal(out.shape).astype(dtype)
+    expected = np.zeros_like(x)
+    for i, j, oh, ow in np.ndindex(*out.shape):
+        window = x[i, j, oh * s:oh * s + k, ow * s:ow * s + k]
+        kh, kw = np.unravel_index(np.argmax(window), (k, k))
+        expected[i, j, oh * s + kh, ow * s + kw] += top[i, j, oh, ow]
+    np.testing.assert_allclose(fastops.maxpool2d_backward(top, arg, k, s, x.shape), expected, rtol=1e-6)
+
+
+def test_maxpool_argmax_takes_the_first_of_tied_maxima():
+    x = np.ones((1, 1, 2, 2))
+    _, arg = fastops.maxpool2d_forward_argmax(x, 2, 2)
+    assert arg[0, 0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_passes_gradient_where_input_positive(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 5, 4)).astype(dtype)
+    x[0, 0, 0, 0] = 0.0   # the book's ReLU has zero gradient at 0
+    top = rng.standard_normal(x.shape).astype(dtype)
+    got = fastops.relu_backward(top, x)
+    assert got.dtype == dtype and got is not top
+    np.testing.assert_array_equal(got, np.where(x > 0, top, 0))

@@ -10,7 +10,6 @@ import time
 import numpy as np
 
 
-
 class ConvolutionalLayer(object):
     def __init__(self, kernel_size, channel_in, channel_out, padding, stride):
         # 卷积层的初始化

@@ -17,8 +17,6 @@ import time
 import numpy as np
 
 
-
-
 class ConvolutionalLayer(object):
     def __init__(self, kernel_size, channel_in, channel_out, padding, stride, type=0):  # 卷积层的初始化
         self.kernel_size = kernel_size
@@ -128,8 +126,6 @@ class ConvolutionalLayer(object):
                              % (self._describe(), self.channel_out, bias.shape))
         self.weight = weight
         self.bias = bias.reshape(self.channel_out)
-
-
 
 
 class MaxPoolingLayer(object):
