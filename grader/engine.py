@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import shutil
 import sys
 import tempfile
@@ -20,8 +21,10 @@ import numpy as np
 
 from grader import sandbox
 from grader.cases import Case, GroupSpec
-from grader.paths import GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
+from grader.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
 
+# Compiled numba kernels of the kit's own code, written by trusted runs only.
+NUMBA_CACHE = GENERATED_DIR / "numba-cache"
 MAX_SUBMISSION_BYTES = 50 * 2**20   # per experiment folder; larger files are skipped
 MAX_RESULT_BYTES = 256 * 2**20
 MAX_JSON_BYTES = 2**20
@@ -181,6 +184,22 @@ def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None)
     return outcomes
 
 
+def _warm_numba_cache() -> bool:
+    """Compile the kit's numba kernels into NUMBA_CACHE once per machine (trusted process)."""
+    # Keyed by fastops.py's size and mtime, as numba's own cache index is.
+    source = Path(__file__).with_name("fastops.py").stat()
+    stamp = NUMBA_CACHE / f".warm-{source.st_size}-{source.st_mtime_ns}"
+    if not stamp.exists():
+        NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([sys.executable, "-c", "from grader import fastops; fastops.warm_up()"],
+                              cwd=REPO_ROOT, capture_output=True, timeout=600,
+                              env=dict(os.environ, NUMBA_CACHE_DIR=str(NUMBA_CACHE), PYTHONPATH=str(REPO_ROOT)))
+        if proc.returncode != 0:
+            return False
+        stamp.write_text("")
+    return True
+
+
 def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Case], resources: dict,
               *, trusted: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None,
               time_scale: float | None = None) -> GroupRun:
@@ -215,6 +234,13 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
         task["limits"] = {"wall_seconds": limits.wall_seconds, "memory_gb": limits.memory_bytes / 2**30}
         (workdir / "task.json").write_text(json.dumps(task))
         env = {"PYTHONPATH": str(REPO_ROOT)}
+        if trusted:
+            # The reference's compiled kernels (grader.fastops) are cached across runs.
+            env["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE)
+        elif _warm_numba_cache():
+            # A private copy for the student's process: it may read compiled kernels but
+            # can never change what another process loads.
+            shutil.copytree(NUMBA_CACHE, workdir / ".numba_cache", symlinks=False, dirs_exist_ok=True)
         hide = () if trusted else tuple(hide_paths) + hide_paths_from_env() + (REFERENCE_DIR,)
         result = sandbox.run_sandboxed([sys.executable, "-m", "grader.probe", str(workdir)], workdir=workdir,
                                        limits=limits, env=env, hide_paths=hide,

@@ -790,3 +790,20 @@ def relu_backward(top_diff, x) -> np.ndarray:
     out = np.empty_like(top)
     _relu_backward_kernel(top.reshape(-1), x.reshape(-1), out.reshape(-1))
     return out
+
+
+def warm_up() -> None:
+    """Compile every numba kernel for float32 and float64 once (``cache=True`` keeps them).
+
+    ``grader.engine`` runs this in a trusted process so that sandboxed processes start
+    from a private copy of the compiled cache instead of compiling for seconds each.
+    """
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((1, 128, 6, 6)).astype(dtype)
+        w = rng.standard_normal((128, 3, 3, 128)).astype(dtype)
+        y = conv2d_forward(x, w, np.zeros(128, dtype), 1, 1)
+        conv2d_backward_data(y, w, 1, 1, x.shape)
+        out, arg = maxpool2d_forward_argmax(x, 2, 2)
+        maxpool2d_backward(out, arg, 2, 2, x.shape)
+        relu_backward(x, x)

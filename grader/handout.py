@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION
+from grader.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION, regions
 from grader.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT
 
 # Shorter lines (`else:`, `return x`, `import os`) are not evidence of a leak.
@@ -64,18 +64,11 @@ def secret_lines(reference_dir: Path = REFERENCE_DIR) -> dict[str, str]:
     given: set[str] = set()
     found: dict[str, str] = {}
     for path in reference_sources(reference_dir):
-        text = path.read_text(encoding="utf-8")
-        block = None
         rel = path.relative_to(reference_dir).as_posix()
-        for line in text.splitlines():
-            s = line.strip()
-            if s in (BEGIN_SOLUTION, BEGIN_REFONLY):
-                block = s
-            elif s in (END_SOLUTION, END_REFONLY):
-                block = None
-            elif block is None:
+        for region, s in regions(path.read_text(encoding="utf-8")):
+            if region == "given":
                 given.add(s)
-            elif block == BEGIN_SOLUTION and len(s) >= MIN_LEAK_CHARS and not s.startswith("#"):
+            elif region == "solution" and len(s) >= MIN_LEAK_CHARS and not s.startswith("#"):
                 found.setdefault(s, rel)
     return {s: src for s, src in found.items() if s not in given}
 

@@ -99,19 +99,30 @@ def has_markers(text: str) -> bool:
     return any(m in text for m in (BEGIN_SOLUTION, BEGIN_REFONLY))
 
 
-def solution_lines(text: str) -> list[str]:
-    """The non-blank, non-comment code lines inside solution blocks (for leak scans)."""
-    found: list[str] = []
-    inside = False
+def regions(text: str) -> list[tuple[str, str]]:
+    """Each non-marker line of a reference file, stripped, with its region.
+
+    The region is ``"given"`` (outside any block: the book's own code), ``"solution"``
+    or ``"refonly"``. Leak scans and the skeleton tests use this one reading of the markers.
+    """
+    out: list[tuple[str, str]] = []
+    region = "given"
     for line in text.splitlines():
         s = line.strip()
-        if s in (BEGIN_SOLUTION, BEGIN_REFONLY):
-            inside = True
+        if s == BEGIN_SOLUTION:
+            region = "solution"
+        elif s == BEGIN_REFONLY:
+            region = "refonly"
         elif s in (END_SOLUTION, END_REFONLY):
-            inside = False
-        elif inside and s and not s.startswith("#"):
-            found.append(s)
-    return found
+            region = "given"
+        else:
+            out.append((region, s))
+    return out
+
+
+def solution_lines(text: str) -> list[str]:
+    """The non-blank, non-comment code lines inside solution blocks (for leak scans)."""
+    return [s for region, s in regions(text) if region == "solution" and s and not s.startswith("#")]
 
 
 def skeleton_for(path: Path, reference_root: Path) -> str:

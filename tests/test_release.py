@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.markers import MarkerError, solution_lines, strip_solutions
+from grader.markers import MarkerError, regions, solution_lines, strip_solutions
 from grader.paths import REPO_ROOT
 from grader.release import expected_skeletons
 
@@ -27,15 +27,7 @@ def test_no_solution_line_in_skeletons():
         skeleton = strip_solutions(text, ref.name)
         skeleton_lines = {line.strip() for line in skeleton.splitlines()}
         # Lines that also appear outside solution blocks (e.g. `return self.output`) are given code.
-        outside, inside = set(), False
-        for line in text.splitlines():
-            s = line.strip()
-            if s.startswith("### BEGIN"):
-                inside = True
-            elif s.startswith("### END"):
-                inside = False
-            elif not inside:
-                outside.add(s)
+        outside = {line for region, line in regions(text) if region == "given"}
         leaked = [s for s in solution_lines(text) if s in skeleton_lines and s not in outside]
         assert not leaked, f"{ref}: solution lines leaked: {leaked}"
         assert "### BEGIN" not in skeleton and "### END" not in skeleton
