@@ -144,7 +144,7 @@ class GradingSession:
                 spec = module.GROUPS[group]
                 # A book-style loop submission can spend minutes in one group: say what runs.
                 if self.progress is not None:
-                    print(f"    {experiment}: running the {group!r} checks ({len(cases)} cases, "
+                    print(f"    {experiment}: running the {group!r} checks ({len(cases)} case{'s' if len(cases) != 1 else ''}, "
                           f"time limit {spec.wall_seconds * self.time_scale:.0f} s) ...", file=self.progress)
                 run = run_group(self.submission, experiment, spec, cases,
                                 self.resources(experiment), hide_paths=self.hide_paths,
