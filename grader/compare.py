@@ -79,3 +79,24 @@ def assert_close(got, want, what: str, tol: Tolerance) -> str:
         raise CheckFailure(f"{what}: {int(over.sum())} of {over.size} elements differ; {detail}; "
                            f"tolerance {tol.describe()} with max|want| = {scale:.4g}")
     return f"{what}: matches, shape {want.shape}, max abs err {float(err.max()):.3g}"
+
+
+def first_divergent_layer(outputs: dict, golden: dict, tol: Tolerance) -> str:
+    """Name the first layer (in the golden's order) whose fingerprint differs, if any.
+
+    Network drivers store, per layer, ``sample/<name>`` (a fixed sample of its output)
+    and ``shape/<name>``; the same tolerance rule as :func:`assert_close` applies.
+    """
+    order = [k.split("/", 1)[1] for k in golden if k.startswith("sample/")]
+    for layer in order:
+        want, got = golden[f"sample/{layer}"], outputs.get(f"sample/{layer}")
+        shape_got, shape_want = outputs.get(f"shape/{layer}"), golden.get(f"shape/{layer}")
+        if got is None or shape_got is None:
+            return f"first layer that differs: {layer} (no layer of that name)"
+        if not np.array_equal(shape_got, shape_want):
+            return (f"first layer that differs: {layer} (output shape {tuple(int(v) for v in shape_got)}, "
+                    f"expected {tuple(int(v) for v in shape_want)})")
+        scale = float(np.max(np.abs(want))) if want.size else 0.0
+        if np.any(np.abs(got - want) > tol.atol_scale * scale + tol.rtol * np.abs(want)):
+            return f"first layer that differs: {layer}"
+    return ""

@@ -24,7 +24,7 @@ import pytest
 from grader import goldens
 from grader.cases import Case
 from grader.compare import CheckFailure
-from grader.engine import CaseOutcome, GroupRun, run_group
+from grader.engine import CaseOutcome, GroupRun, run_group, time_scale_from_env
 from grader.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
 
 TIERS = (60, 80, 100)
@@ -90,7 +90,8 @@ class GradingSession:
         self.seed = seed if seed is not None else secrets.randbelow(2**31)
         self.hide_paths = tuple(hide_paths)
         self.memory_bytes = memory_bytes
-        self.time_scale = time_scale
+        # Resolved once here so that every group run and progress line uses the same factor.
+        self.time_scale = time_scale_from_env() if time_scale is None else time_scale
         self.progress = None   # where group progress lines go while pytest captures output
         # Reference outputs computed at grade time, shared by the runs of one batch.
         self.golden_cache = Path(golden_cache) if golden_cache else None
@@ -327,7 +328,3 @@ def grade_experiment(session: GradingSession, experiment: str, verbose: bool = F
         result.error = (f"pytest exited with code {int(code)} while grading {experiment}"
                         + (f":\n{tail}" if tail else " (rerun with --verbose for pytest's output)"))
     return result
-
-
-def finite_or_none(x) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None

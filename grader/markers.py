@@ -95,10 +95,6 @@ def strip_solutions(text: str, filename: str) -> str:
     return "\n".join(tidy) + ("\n" if text.endswith("\n") else "")
 
 
-def has_markers(text: str) -> bool:
-    return any(m in text for m in (BEGIN_SOLUTION, BEGIN_REFONLY))
-
-
 def regions(text: str) -> list[tuple[str, str]]:
     """Each non-marker line of a reference file, stripped, with its region.
 

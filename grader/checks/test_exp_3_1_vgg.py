@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from grader.checks.conftest import check_outputs
-from grader.compare import LAYER_TOL, NETWORK_TOL, SOFTMAX_TOL, CheckFailure, assert_close
+from grader.compare import LAYER_TOL, NETWORK_TOL, SOFTMAX_TOL, CheckFailure, assert_close, first_divergent_layer
 
 EXPERIMENT = "exp_3_1_vgg"
 CASE_KINDS = {"conv_forward", "pool_forward", "fc_forward", "relu_forward", "softmax_forward"}
@@ -26,32 +26,13 @@ def _network(request, session, tier: int, name: str):
     return outcome, session.golden(EXPERIMENT, case.name)
 
 
-def _first_divergent_layer(outputs: dict, golden: dict) -> str:
-    """Name the first layer whose fingerprint differs from the golden's, if any."""
-    layers = [k.split("/", 1)[1] for k in golden if k.startswith("sample/")]
-    order = [k.split("/", 1)[1] for k in outputs if k.startswith("sample/")]
-    for layer in order or layers:
-        got, want = outputs.get(f"sample/{layer}"), golden.get(f"sample/{layer}")
-        shape_got, shape_want = outputs.get(f"shape/{layer}"), golden.get(f"shape/{layer}")
-        if want is None:
-            continue
-        if got is None or shape_got is None or not np.array_equal(shape_got, shape_want):
-            return (f"first layer that differs: {layer} (output shape "
-                    f"{tuple(int(v) for v in shape_got) if shape_got is not None else None}, "
-                    f"expected {tuple(int(v) for v in shape_want)})")
-        scale = max(float(np.max(np.abs(want))), 1e-12)
-        if np.max(np.abs(got - want)) > NETWORK_TOL.atol_scale * scale + NETWORK_TOL.rtol * np.max(np.abs(want)):
-            return f"first layer that differs: {layer}"
-    return ""
-
-
 def _compare_network_output(request, session, tier: int, name: str, key: str, what: str) -> None:
     outcome, golden = _network(request, session, tier, name)
     try:
         request.node.aics_message = assert_close(outcome.outputs.get(key), golden[key], what,
                                                  SOFTMAX_TOL if key == "prob" else NETWORK_TOL)
     except CheckFailure as exc:
-        where = _first_divergent_layer(outcome.outputs, golden)
+        where = first_divergent_layer(outcome.outputs, golden, NETWORK_TOL)
         raise CheckFailure(f"{exc}" + (f"; {where}" if where else "")) from None
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from grader.checks.conftest import describe_failure_kind
-from grader.compare import CheckFailure, Tolerance, assert_close
+from grader.compare import CheckFailure, Tolerance, assert_close, first_divergent_layer
 from grader.vgg_layout import LAYER_NAMES, layer_kind
 
 EXPERIMENT = "exp_3_2_dlp"
@@ -149,23 +149,6 @@ def test_output_shapes(request, session):
 
 # ----- values (80, 100) ---------------------------------------------------------------------
 
-def _first_divergent_layer(outputs: dict, golden: dict) -> str:
-    """Name the first layer (in the reference's order) whose fingerprint differs, if any."""
-    order = [k.split("/", 1)[1] for k in golden if k.startswith("sample/")]
-    for layer in order:
-        want, got = golden[f"sample/{layer}"], outputs.get(f"sample/{layer}")
-        shape_got, shape_want = outputs.get(f"shape/{layer}"), golden.get(f"shape/{layer}")
-        if got is None or shape_got is None:
-            return f"first layer that differs: {layer} (no layer of that name)"
-        if not np.array_equal(shape_got, shape_want):
-            return (f"first layer that differs: {layer} (output shape {tuple(int(v) for v in shape_got)}, "
-                    f"expected {tuple(int(v) for v in shape_want)})")
-        scale = float(np.max(np.abs(want))) if want.size else 0.0
-        if np.any(np.abs(got - want) > DLP_TOL.atol_scale * scale + DLP_TOL.rtol * np.abs(want)):
-            return f"first layer that differs: {layer}"
-    return ""
-
-
 def _network(request, session, tier: int, check_name: str):
     outcome = _outcome(request, session, "vgg_network", tier, check_name)
     return outcome, session.golden(EXPERIMENT, "vgg_network")
@@ -175,7 +158,7 @@ def _compare(outcome, golden, key: str, what: str, trace: bool = True) -> str:
     try:
         return assert_close(outcome.outputs.get(key), golden[key], what, DLP_TOL)
     except CheckFailure as exc:
-        where = _first_divergent_layer(outcome.outputs, golden) if trace else ""
+        where = first_divergent_layer(outcome.outputs, golden, DLP_TOL) if trace else ""
         raise CheckFailure(f"{exc}" + (f"; {where}" if where else "")) from None
 
 
