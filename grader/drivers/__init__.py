@@ -35,3 +35,15 @@ def sample_indices(size: int, count: int = 64) -> np.ndarray:
     """Fixed pseudo-random flat indices used to fingerprint a layer's output."""
     rng = np.random.default_rng(size)
     return np.sort(rng.choice(size, size=min(count, size), replace=False))
+
+
+def fingerprint(out: dict, name: str, array) -> np.ndarray:
+    """Record layer ``name``'s output shape and fixed sample in ``out``; return it as float64.
+
+    The checks compare these with the golden's to name the first layer that differs.
+    """
+    arr = np.asarray(array, dtype=np.float64)
+    flat = arr.reshape(-1)
+    out[f"sample/{name}"] = flat[sample_indices(flat.size)]
+    out[f"shape/{name}"] = np.asarray(arr.shape, dtype=np.float64)
+    return arr

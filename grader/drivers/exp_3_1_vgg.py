@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grader.drivers import BaseContext, sample_indices
+from grader.drivers import BaseContext, fingerprint
 
 
 @dataclass
@@ -67,10 +67,7 @@ def vgg_network(ctx, p, x):
         start = time.perf_counter()
         current = vgg.layers[name].forward(current)
         timings[name] = time.perf_counter() - start
-        arr = np.asarray(current, dtype=np.float64)
-        flat = arr.reshape(-1)
-        out[f"sample/{name}"] = flat[sample_indices(flat.size)]
-        out[f"shape/{name}"] = np.asarray(arr.shape, dtype=np.float64)
+        arr = fingerprint(out, name, current)
         if name == "pool5":
             out["pool5"] = arr
     out["prob"] = np.asarray(current, dtype=np.float64)
