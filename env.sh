@@ -37,7 +37,7 @@ _aics_setup() {
         *) export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" ;;
     esac
     # Prepare data (writes the synthetic weights once) and print the status line.
-    python -m grader.status || { echo "env.sh: weights are not ready (see above)" >&2; return 1; }
+    python -m grader.kit.status || { echo "env.sh: weights are not ready (see above)" >&2; return 1; }
 }
 
 _aics_setup

@@ -132,8 +132,8 @@ def build_emulator(layers, weights, size, input_qps, filter_qps):
 def vgg_cpu_forward(weights, x):
     """A forward through the kit's exp 3.1 reference vgg_cpu.py, or None with the reason."""
     try:
-        from grader.paths import REFERENCE_DIR
-        from grader.submission import load_module
+        from grader.kit.paths import REFERENCE_DIR
+        from grader.kit.submission import load_module
         with contextlib.redirect_stdout(io.StringIO()):
             mod = load_module(REFERENCE_DIR, "exp_3_1_vgg", "vgg_cpu")
             vgg = mod.VGG19()

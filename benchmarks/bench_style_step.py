@@ -67,8 +67,8 @@ CORETYPE = configure_env(ARGS)
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
-from grader.paths import DEFAULT_CONTENT, DEFAULT_STYLE, REFERENCE_DIR  # noqa: E402
-from grader.submission import load_module  # noqa: E402
+from grader.kit.paths import DEFAULT_CONTENT, DEFAULT_STYLE, REFERENCE_DIR  # noqa: E402
+from grader.kit.submission import load_module  # noqa: E402
 
 EXP = "exp_3_3_style_transfer"
 MEAN = np.array([123.68, 116.779, 103.939], dtype=np.float32)

@@ -82,7 +82,7 @@ CORETYPE_NOTE = configure_env(ARGS)
 import numpy as np  # noqa: E402  (the environment above must be set first)
 
 sys.path.insert(0, str(REPO_ROOT))
-from grader import fastops  # noqa: E402
+from grader.refnet import fastops  # noqa: E402
 
 
 def conv_specs(size: int):

@@ -17,11 +17,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grader import goldens  # noqa: E402
-from grader.compare import NETWORK_TOL, CheckFailure, assert_close  # noqa: E402
-from grader.paths import DEFAULT_CAT, SYNSET_WORDS  # noqa: E402
-from grader.submission import SubmissionError, load_module  # noqa: E402
-from grader.weights import weights_for  # noqa: E402
+from grader.kit import goldens  # noqa: E402
+from grader.kit.compare import NETWORK_TOL, CheckFailure, assert_close  # noqa: E402
+from grader.kit.paths import DEFAULT_CAT, SYNSET_WORDS  # noqa: E402
+from grader.kit.submission import SubmissionError, load_module  # noqa: E402
+from grader.kit.weights import weights_for  # noqa: E402
 
 EXPERIMENT = "exp_3_1_vgg"
 

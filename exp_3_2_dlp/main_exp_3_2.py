@@ -23,9 +23,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from grader.paths import SYNSET_WORDS  # noqa: E402
-from grader.submission import SubmissionError, load_module  # noqa: E402
-from grader.weights import WeightsInfo, weights_for  # noqa: E402
+from grader.kit.paths import SYNSET_WORDS  # noqa: E402
+from grader.kit.submission import SubmissionError, load_module  # noqa: E402
+from grader.kit.weights import WeightsInfo, weights_for  # noqa: E402
 
 EXPERIMENT = "exp_3_2_dlp"
 DEFAULT_FILE_LIST = REPO_ROOT / EXPERIMENT / "file_list"
@@ -123,9 +123,9 @@ class StudentCPU:
 
 def print_comparison(results, weights: WeightsInfo, submission: str = "stu_upload") -> None:
     """CPU float32 reference against the DLP run, per image, then per layer type."""
-    from grader.vgg_layout import layer_kind
+    from grader.kit.vgg_layout import layer_kind
     try:
-        from grader.floatnet import FloatVGG19, load_image
+        from grader.refnet.floatnet import FloatVGG19, load_image
         print("\n=== CPU (float32 VGG19, numpy) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
         print("loading the float32 reference network ...", flush=True)
         ref = FloatVGG19.from_mat(weights.path, dtype=np.float32)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entries = read_file_list(Path(args.file_list))
         weights = weights_for(args.weights)
-        from grader.quantparams import resolve_quant_params
+        from grader.kit.quantparams import resolve_quant_params
         quant_path = resolve_quant_params(weights)
         labels = SYNSET_WORDS.read_text(encoding="utf-8").splitlines(keepends=True)
     except (FileNotFoundError, ValueError) as exc:

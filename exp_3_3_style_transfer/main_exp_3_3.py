@@ -30,8 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from grader.paths import DEFAULT_CONTENT, DEFAULT_STYLE  # noqa: E402
-from grader.submission import SubmissionError, experiment_dir, load_module  # noqa: E402
+from grader.kit.paths import DEFAULT_CONTENT, DEFAULT_STYLE  # noqa: E402
+from grader.kit.submission import SubmissionError, experiment_dir, load_module  # noqa: E402
 
 EXPERIMENT = "exp_3_3_style_transfer"
 
@@ -107,7 +107,7 @@ def say(text: str = "") -> None:
 
 def resolve_weights(path_arg: str | None) -> tuple[Path, str]:
     """Return the weights path and the banner line to print first."""
-    from grader.weights import weights_for
+    from grader.kit.weights import weights_for
     try:
         info = weights_for(path_arg)
     except FileNotFoundError as exc:

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.paths import EXPERIMENTS, REPO_ROOT
+from grader.kit.paths import EXPERIMENTS, REPO_ROOT
 
 MAX_ZIP_BYTES = 200 * 2**20      # uncompressed total per submission
 MAX_ZIP_MEMBERS = 5000
@@ -222,7 +222,7 @@ def describe(doc: dict) -> str:
 
 def default_timeout(experiments: list[str], time_scale: float) -> float:
     """Generous overall limit: every group of the student and of the reference, plus start-up."""
-    from grader import goldens
+    from grader.kit import goldens
     total = 0.0
     for exp in experiments:
         try:
@@ -386,7 +386,7 @@ def main(argv: list[str]) -> int:
 
 def run(args) -> int:
     from grader.cli import _parse_experiments
-    from grader.engine import parse_time_scale, time_scale_from_env, work_root
+    from grader.groups import parse_time_scale, time_scale_from_env, work_root
     folder = Path(args.submissions).resolve()
     if not folder.is_dir():
         raise BatchError(f"{folder} is not a folder; pass the folder holding one sub-folder or zip per student")

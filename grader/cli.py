@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader.paths import EXPERIMENTS
+from grader.kit.paths import EXPERIMENTS
 
 SUBCOMMANDS = ("release", "goldens", "weights", "batch", "calibrate")
 
@@ -60,10 +60,10 @@ def grade_parser() -> argparse.ArgumentParser:
 def grade(argv: list[str]) -> int:
     args = grade_parser().parse_args(argv)
     from grader import report
-    from grader.engine import parse_time_scale, time_scale_from_env
-    from grader.grading import GradingSession, grade_experiment
-    from grader.submission import SubmissionError, resolve_submission
-    from grader.weights import resolve_weights
+    from grader.groups import parse_time_scale, time_scale_from_env
+    from grader.session import GradingSession, grade_experiment
+    from grader.kit.submission import SubmissionError, resolve_submission
+    from grader.kit.weights import resolve_weights
     experiments = _parse_experiments(args.experiments)
     try:
         submission = resolve_submission(args.submission)
@@ -112,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
         if cmd == "release":
-            from grader.release import main as run
+            from grader.authoring.release import main as run
         elif cmd == "goldens":
-            from grader.goldens_cli import main as run
+            from grader.authoring.goldens import main as run
         elif cmd == "weights":
-            from grader.weights import main as run
+            from grader.kit.weights import main as run
         elif cmd == "batch":
             from grader.batch import main as run
         else:
-            from grader.calibrate import main as run
+            from grader.refnet.calibrate import main as run
         return int(run(rest) or 0)
     return grade(argv)

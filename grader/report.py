@@ -6,7 +6,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from grader.grading import ExperimentResult, GradingSession
+from grader.session import ExperimentResult, GradingSession
 
 
 def build(results: list[ExperimentResult], session: GradingSession, seconds: float) -> dict:

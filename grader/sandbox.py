@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from grader.paths import REPO_ROOT
+from grader.kit.paths import REPO_ROOT
 
 BOOT_SCRIPT = Path(__file__).resolve().with_name("_sandbox_boot.py")
 BOOT_FAILED = 121  # must match grader._sandbox_boot.BOOT_FAILED

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grader.paths import REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import REFERENCE_DIR, REPO_ROOT
 
 
 def grade(submission: Path, tmp_path: Path, experiment: str, *extra: str, timeout: float = 1500) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+from grader.kit.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 from tests import gradeutil
 from tests.gradeutil import checks
 
@@ -99,7 +99,7 @@ def test_reference_loops_agree_with_fast_path(monkeypatch):
     results = {}
     for mode in ("0", "1"):
         monkeypatch.setenv("AICS_REFERENCE_LOOPS", mode)
-        code = ("import sys, numpy as np; from grader.submission import load_module; "
+        code = ("import sys, numpy as np; from grader.kit.submission import load_module; "
                 "m = load_module(sys.argv[1], 'exp_3_1_vgg', 'layers_2'); d = np.load(sys.argv[2]); "
                 "c = m.ConvolutionalLayer(3, 3, 4, 1, 2); c.load_param(d['w'], d['b']); "
                 "p = m.MaxPoolingLayer(3, 2); np.savez(sys.argv[3], conv=c.forward(d['x']), pool=p.forward(d['x']))")

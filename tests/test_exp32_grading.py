@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.paths import REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import REFERENCE_DIR, REPO_ROOT
 from tests import gradeutil
 from tests.gradeutil import checks
 

@@ -10,11 +10,11 @@ import pytest
 import scipy.io
 
 import pycnml
-from grader import quantparams
-from grader.floatnet import load_image
-from grader.vgg_layout import PARAM_LAYERS
-from grader.paths import DEFAULT_CAT, REPO_ROOT
-from grader.weights import REAL_SHA256, SYNTHETIC_SHA256, WeightsInfo, resolve_weights
+from grader.kit import quantparams
+from grader.refnet.floatnet import load_image
+from grader.kit.vgg_layout import PARAM_LAYERS
+from grader.kit.paths import DEFAULT_CAT, REPO_ROOT
+from grader.kit.weights import REAL_SHA256, SYNTHETIC_SHA256, WeightsInfo, resolve_weights
 
 
 def info(sha: str, kind: str) -> WeightsInfo:

@@ -8,18 +8,18 @@ import sys
 import numpy as np
 import pytest
 
-from grader import goldens
-from grader.compare import NETWORK_TOL, assert_close
-from grader.floatnet import FloatVGG19, load_image
-from grader.vgg_layout import LAYER_NAMES
-from grader.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
-from grader.weights import resolve_weights
+from grader.kit import goldens
+from grader.kit.compare import NETWORK_TOL, assert_close
+from grader.refnet.floatnet import FloatVGG19, load_image
+from grader.kit.vgg_layout import LAYER_NAMES
+from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
+from grader.kit.weights import resolve_weights
 
 RUNNER = REPO_ROOT / "exp_3_2_dlp" / "main_exp_3_2.py"
 
 
 def test_floatnet_agrees_with_the_exp31_reference_golden():
-    """grader.floatnet and the 3.1 reference solution are independent implementations."""
+    """grader.refnet.floatnet and the 3.1 reference solution are independent implementations."""
     weights = resolve_weights(generate=False)
     stored = goldens.load(goldens.golden_path("exp_3_1_vgg", weights.sha256)).get("vgg_network")
     if stored is None:

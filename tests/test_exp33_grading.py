@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.paths import REFERENCE_DIR, STU_UPLOAD_DIR
+from grader.kit.paths import REFERENCE_DIR, STU_UPLOAD_DIR
 from tests import gradeutil
 from tests.gradeutil import checks as by_name
 

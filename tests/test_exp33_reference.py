@@ -17,10 +17,10 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from grader.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
-from grader.markers import solution_lines, strip_solutions
-from grader.paths import DEFAULT_CONTENT, REFERENCE_DIR, REPO_ROOT
-from grader.submission import load_module
+from gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from grader.authoring.markers import solution_lines, strip_solutions
+from grader.kit.paths import DEFAULT_CONTENT, REFERENCE_DIR, REPO_ROOT
+from grader.kit.submission import load_module
 
 EXP = "exp_3_3_style_transfer"
 RUNNER = REPO_ROOT / EXP / "main_exp_3_3.py"

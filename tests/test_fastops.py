@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from grader import fastops
+from grader.refnet import fastops
 
 
 @pytest.fixture(params=["cblas", "numpy"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from grader.batch import UnsafeArchive, discover, find_root, safe_extract
-from grader.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+from grader.kit.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 
 EXP = "exp_3_1_vgg"
 

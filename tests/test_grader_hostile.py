@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.paths import GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
-from grader.weights import resolve_weights
+from grader.kit.paths import GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
+from grader.kit.weights import resolve_weights
 from hostile import BY_NAME, EXP, HOSTILE  # tests/hostile, on sys.path beside this file
 
 TIME_SCALE = "0.05"   # layers group 9 s, network group 60 s

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.handout import ReleaseError, build_student_release, scan_for_leaks, secret_lines
-from grader.paths import REFERENCE_DIR, REPO_ROOT
-from grader.weights import resolve_weights
+from grader.authoring.handout import ReleaseError, build_student_release, scan_for_leaks, secret_lines
+from grader.kit.paths import REFERENCE_DIR, REPO_ROOT
+from grader.kit.weights import resolve_weights
 
 EXP = "exp_3_1_vgg"
 
@@ -81,7 +81,7 @@ def test_release_grader_scores_skeleton_0_and_reference_100(release, tmp_path):
     assert pristine["total"] == 0
     solved = tmp_path / "solved"
     shutil.copytree(REFERENCE_DIR / EXP, solved / EXP, ignore=shutil.ignore_patterns("__pycache__"))
-    # The release has no grader.fastops (it would give answers away); a student's fast
+    # The release has no grader.refnet.fastops (it would give answers away); a student's fast
     # solution carries its own fast code, so the copied reference does too.
     shutil.copy2(REPO_ROOT / "grader" / "fastops.py", solved / EXP / "fastops.py")
     layers_2 = solved / EXP / "layers_2.py"

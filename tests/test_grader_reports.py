@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from grader import report
-from grader.engine import run_group, work_root
-from grader.grading import GradingSession
-from grader.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+from grader.groups import run_group, work_root
+from grader.session import GradingSession
+from grader.kit.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 from grader.sandbox import Limits, run_sandboxed
-from grader.weights import resolve_weights
+from grader.kit.weights import resolve_weights
 
 EXP = "exp_3_1_vgg"
 
@@ -161,7 +161,7 @@ def test_reference_runs_leave_nothing_readable(tmp_path, monkeypatch):
 def test_time_scale_shortens_limits(tmp_path):
     """A group's limits are multiplied; the reference keeps at least its normal limits."""
     from grader.cases import GroupSpec
-    from grader.goldens import case_module
+    from grader.kit.goldens import case_module
     cases = [c for c in case_module(EXP).visible_cases() if c.name == "relu_forward"]
     spec = GroupSpec("layers", wall_seconds=40, cpu_seconds=40)
     hang = tmp_path / "sub" / EXP

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import pycnml
-from grader.paths import REPO_ROOT
+from grader.kit.paths import REPO_ROOT
 
 
 def run_python(code, **env):

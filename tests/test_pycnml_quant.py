@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pycnml
-from grader.paths import COURSE_DIR
+from grader.kit.paths import COURSE_DIR
 from pycnml.quant import QMAX, QMIN, quant_param_for_max, quantize, round_half_away
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pycnml
-from grader.paths import REPO_ROOT
+from grader.kit.paths import REPO_ROOT
 
 
 def _bench_module():

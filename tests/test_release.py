@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from grader.markers import MarkerError, regions, solution_lines, strip_solutions
-from grader.paths import REPO_ROOT
-from grader.release import expected_skeletons
+from grader.authoring.markers import MarkerError, regions, solution_lines, strip_solutions
+from grader.kit.paths import REPO_ROOT
+from grader.authoring.release import expected_skeletons
 
 
 def test_committed_skeletons_match_release():
@@ -21,7 +21,7 @@ def test_committed_skeletons_match_release():
 
 
 def test_no_solution_line_in_skeletons():
-    from grader.paths import REFERENCE_DIR
+    from grader.kit.paths import REFERENCE_DIR
     for ref in REFERENCE_DIR.glob("exp_*/*.py"):
         text = ref.read_text(encoding="utf-8")
         skeleton = strip_solutions(text, ref.name)

@@ -1,4 +1,4 @@
-"""Tests of grader.weights: synthetic generator, resolution, hashing, fetch, command line."""
+"""Tests of grader.kit.weights: synthetic generator, resolution, hashing, fetch, command line."""
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from grader import paths, weights
+from grader.kit import paths
+from grader.kit import weights
 
 # The book's 44-name list (figure 3.6): MatConvNet's 43 entries plus 'flatten'.
 BOOK_LAYER_NAMES = (
@@ -456,7 +457,7 @@ def test_cli_verify_and_status(kit_dirs, small_mat, tmp_path, capsys):
 def test_module_entry_point_runs(tmp_path):
     env = dict(os.environ, AICS_DATA_DIR=str(tmp_path))
     env.pop("VGG19_MAT", None)
-    proc = subprocess.run([sys.executable, "-m", "grader.weights", "status"], cwd=paths.REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "grader.kit.weights", "status"], cwd=paths.REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "no VGG19 weights found" in proc.stderr and str(tmp_path) in proc.stderr

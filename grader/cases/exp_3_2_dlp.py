@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from grader.cases import Case, GroupSpec
-from grader.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
+from grader.kit.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
 
 EXPERIMENT = "exp_3_2_dlp"
 
@@ -30,7 +30,7 @@ GROUPS = {
 
 def extra_resources(session) -> dict:
     """The quant-parameter file matching the session's weights (calibrated on first use)."""
-    from grader.quantparams import resolve_quant_params
+    from grader.kit.quantparams import resolve_quant_params
     return {"quant_params": str(resolve_quant_params(session.weights))}
 
 

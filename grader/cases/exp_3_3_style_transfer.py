@@ -111,5 +111,5 @@ def hidden_cases(seed: int) -> list[Case]:
 
 
 def extra_resources(session) -> dict:
-    from grader.paths import DEFAULT_CONTENT, DEFAULT_STYLE
+    from grader.kit.paths import DEFAULT_CONTENT, DEFAULT_STYLE
     return {"content": str(DEFAULT_CONTENT), "style": str(DEFAULT_STYLE)}

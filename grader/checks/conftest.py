@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from grader import grading
-from grader.compare import CheckFailure, Tolerance, assert_close
+from grader import session as grading
+from grader.kit.compare import CheckFailure, Tolerance, assert_close
 
 
 def pytest_generate_tests(metafunc):

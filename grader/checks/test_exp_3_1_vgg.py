@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from grader.checks.conftest import check_outputs
-from grader.compare import LAYER_TOL, NETWORK_TOL, SOFTMAX_TOL, CheckFailure, assert_close, first_divergent_layer
+from grader.kit.compare import LAYER_TOL, NETWORK_TOL, SOFTMAX_TOL, CheckFailure, assert_close, first_divergent_layer
 
 EXPERIMENT = "exp_3_1_vgg"
 CASE_KINDS = {"conv_forward", "pool_forward", "fc_forward", "relu_forward", "softmax_forward"}

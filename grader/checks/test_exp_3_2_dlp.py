@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from grader.checks.conftest import describe_failure_kind
-from grader.compare import CheckFailure, Tolerance, assert_close, first_divergent_layer
-from grader.vgg_layout import LAYER_NAMES, layer_kind
+from grader.kit.compare import CheckFailure, Tolerance, assert_close, first_divergent_layer
+from grader.kit.vgg_layout import LAYER_NAMES, layer_kind
 
 EXPERIMENT = "exp_3_2_dlp"
 CASE_KINDS = {"network", "network_image"}   # test_class

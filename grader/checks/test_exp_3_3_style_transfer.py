@@ -6,7 +6,7 @@ import pytest
 
 from grader.cases.exp_3_3_style_transfer import SPEEDUP_REQUIRED
 from grader.checks.conftest import check_outputs
-from grader.compare import LAYER_TOL, NETWORK_TOL, CheckFailure, Tolerance, assert_close
+from grader.kit.compare import LAYER_TOL, NETWORK_TOL, CheckFailure, Tolerance, assert_close
 
 EXPERIMENT = "exp_3_3_style_transfer"
 CASE_KINDS = {"conv_raw", "pool_raw", "conv_fast", "pool_fast", "content_loss", "style_loss", "adam"}

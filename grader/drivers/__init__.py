@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from grader.submission import load_module
+from grader.kit.submission import load_module
 
 
 @dataclass

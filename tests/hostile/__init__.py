@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.paths import REFERENCE_DIR
+from grader.kit.paths import REFERENCE_DIR
 
 EXP = "exp_3_1_vgg"
 NETWORK = {"vgg19_pool5", "vgg19_softmax", "vgg19_top1"}

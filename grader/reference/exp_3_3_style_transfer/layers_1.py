@@ -13,7 +13,7 @@ import numpy as np
 ### BEGIN REFERENCE ONLY
 try:
     # One compiled pass for the ReLU gradient (see grader/fastops.py).
-    from grader import fastops as _fastops
+    from grader.refnet import fastops as _fastops
 except ImportError:
     _fastops = None
 ### END REFERENCE ONLY

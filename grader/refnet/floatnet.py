@@ -1,9 +1,9 @@
 """A plain float VGG19 forward for the kit's own use (never shown to students).
 
 Two jobs need a trustworthy float network that is independent of any submission:
-calibrating the DLP quant parameters of experiment 3.2 (``grader.calibrate``) and the
+calibrating the DLP quant parameters of experiment 3.2 (``grader.refnet.calibrate``) and the
 3.2 runner's CPU-vs-DLP comparison. Both read a MatConvNet ``.mat`` file with scipy and
-run the book's 44-layer VGG19 on ``grader.fastops`` kernels.
+run the book's 44-layer VGG19 on ``grader.refnet.fastops`` kernels.
 
 Layouts: activations ``[N, C, H, W]``; conv weights are kept as ``[Cin, K, K, Cout]``
 (what ``fastops.conv2d_forward`` takes); fc weights as ``[in, out]`` with ``in`` in the
@@ -19,8 +19,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from grader import fastops
-from grader.vgg_layout import LAYER_NAMES, layer_kind
+from grader.refnet import fastops
+from grader.kit.vgg_layout import LAYER_NAMES, layer_kind
 
 IMAGE_SIZE = 224
 

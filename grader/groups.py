@@ -21,7 +21,7 @@ import numpy as np
 
 from grader import sandbox
 from grader.cases import Case, GroupSpec
-from grader.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.
 NUMBA_CACHE = GENERATED_DIR / "numba-cache"
@@ -186,7 +186,7 @@ def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None)
 
 def _warm_numba_cache() -> bool:
     """Compile the kit's numba kernels into NUMBA_CACHE once per machine (trusted process)."""
-    fastops = Path(__file__).with_name("fastops.py")
+    fastops = Path(__file__).resolve().parent / "refnet" / "fastops.py"
     if not fastops.exists():  # the student handout has no compiled kernels of the kit's
         return False
     # Keyed by fastops.py's size and mtime, as numba's own cache index is.
@@ -194,7 +194,7 @@ def _warm_numba_cache() -> bool:
     stamp = NUMBA_CACHE / f".warm-{source.st_size}-{source.st_mtime_ns}"
     if not stamp.exists():
         NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([sys.executable, "-c", "from grader import fastops; fastops.warm_up()"],
+        proc = subprocess.run([sys.executable, "-c", "from grader.refnet import fastops; fastops.warm_up()"],
                               cwd=REPO_ROOT, capture_output=True, timeout=600,
                               env=dict(os.environ, NUMBA_CACHE_DIR=str(NUMBA_CACHE), PYTHONPATH=str(REPO_ROOT)))
         if proc.returncode != 0:
@@ -238,7 +238,7 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
         (workdir / "task.json").write_text(json.dumps(task))
         env = {"PYTHONPATH": str(REPO_ROOT)}
         if trusted:
-            # The reference's compiled kernels (grader.fastops) are cached across runs.
+            # The reference's compiled kernels (grader.refnet.fastops) are cached across runs.
             env["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE)
         elif _warm_numba_cache():
             # A private copy for the student's process: it may read compiled kernels but

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import goldens
+from grader.kit import goldens
 from grader.cases import Case
-from grader.compare import CheckFailure
-from grader.engine import CaseOutcome, GroupRun, run_group, time_scale_from_env
-from grader.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
+from grader.kit.compare import CheckFailure
+from grader.groups import CaseOutcome, GroupRun, run_group, time_scale_from_env
+from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
 
 TIERS = (60, 80, 100)
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.paths import COURSE_DIR, DATA_DIR, GENERATED_DIR
-from grader.weights import REAL_SHA256
+from grader.kit.paths import COURSE_DIR, DATA_DIR, GENERATED_DIR
+from grader.kit.weights import REAL_SHA256
 
 COURSE_QUANT_FILE = COURSE_DIR / "vgg19_quant_param_new.npz"
 QUANT_DIR = DATA_DIR / "quant"
@@ -46,7 +46,7 @@ def generated_path(sha256: str) -> Path:
 
 
 def resolve_quant_params(weights, compute: bool = True, progress=None) -> Path:
-    """The quant-parameter file for ``weights`` (a ``grader.weights.WeightsInfo``).
+    """The quant-parameter file for ``weights`` (a ``grader.kit.weights.WeightsInfo``).
 
     Real weights get the course's file. Other weights get their calibrated file; when
     none exists yet it is computed now (a float forward over the three kit images, a
@@ -67,7 +67,7 @@ def resolve_quant_params(weights, compute: bool = True, progress=None) -> Path:
             f"no quant parameters for the {weights.kind} weights {weights.short()}: looked for "
             f"{committed_path(weights.sha256)} and {target}. Run `python -m grader calibrate` to compute them.")
     try:
-        from grader.calibrate import calibrate, write_quant_params
+        from grader.refnet.calibrate import calibrate, write_quant_params
     except ImportError:
         raise FileNotFoundError(
             f"no DLP quant parameters for the weights {weights.short()} ({weights.kind}): looked for "

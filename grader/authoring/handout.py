@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION, regions
-from grader.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT
+from grader.authoring.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION, regions
+from grader.kit.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT
 
 # Shorter lines (`else:`, `return x`, `import os`) are not evidence of a leak.
 MIN_LEAK_CHARS = 13
@@ -22,10 +22,9 @@ SCAN_MAX_BYTES = 8 * 2**20
 TOP_FILES = ("env.sh", "pyproject.toml", ".gitignore", "LICENSE")
 # Data a student needs; data/generated is rebuilt by env.sh and real weights are never shipped.
 DATA_SKIP = {"generated", "vgg19_data"}
-# Kit modules that hold a working VGG19 (fast conv, float network): they would hand
-# students the answers of 3.1 and of 3.3's speed-up, so the handout leaves them out.
-# Calibration needs them, so custom weights are calibrated by the instructor.
-GRADER_SKIP = {"reference", "fastops.py", "floatnet.py", "calibrate.py"}
+# The rooms of grader/ that never ship: the reference solutions, the kit's own working
+# network (it would hand out 3.1's answers and 3.3's speed-up) and the instructor's tools.
+GRADER_SKIP = {"reference", "refnet", "authoring"}
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "output", ".git"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 MAX_DATA_FILE = 50 * 2**20
@@ -184,7 +183,7 @@ def build_student_release(out_dir: Path, *, out=print) -> list[str]:
         raise ReleaseError(f"{out_dir} is not empty; remove it or choose a new folder")
     if not REFERENCE_DIR.is_dir():
         raise ReleaseError(f"{REFERENCE_DIR} is missing: a release is built from the instructor's kit")
-    from grader.release import expected_skeletons
+    from grader.authoring.release import expected_skeletons
     notes: list[str] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -239,7 +238,7 @@ def _check_release(out_dir: Path) -> None:
 def main(argv: list[str]) -> int:
     """Entry for tools that call the builder directly; ``python -m grader release OUT`` is the usual way."""
     if len(argv) != 1:
-        print("usage: python -m grader.handout OUT_DIR", file=sys.stderr)
+        print("usage: python -m grader.authoring.handout OUT_DIR", file=sys.stderr)
         return 2
     try:
         build_student_release(Path(argv[0]))

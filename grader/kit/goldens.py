@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from grader.cases import Case
-from grader.paths import GOLDEN_DIR, REFERENCE_DIR
+from grader.kit.paths import GOLDEN_DIR, REFERENCE_DIR
 
 
 def case_module(experiment: str):
@@ -56,7 +56,7 @@ def save(path: Path, cases: list[Case], outputs: dict[str, dict[str, np.ndarray]
 
 def build(experiment: str, resources: dict, weights_sha: str, out=print) -> list[Path]:
     """Run the reference on the visible cases and write both golden files."""
-    from grader.engine import run_group
+    from grader.groups import run_group
     module = case_module(experiment)
     cases = [c for c in module.visible_cases() if c.needs_golden]
     written = []

@@ -10,7 +10,7 @@ import sys
 
 
 def status_line() -> str:
-    from grader.weights import resolve_weights
+    from grader.kit.weights import resolve_weights
     weights = resolve_weights(generate=True)
     try:
         import pycnml

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from grader.markers import skeleton_for
-from grader.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
+from grader.authoring.markers import skeleton_for
+from grader.kit.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 
 
 def reference_files(experiment: str) -> list[Path]:
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite edited stu_upload files")
     args = parser.parse_args(argv)
     if args.out_dir:
-        from grader.handout import ReleaseError, build_student_release
+        from grader.authoring.handout import ReleaseError, build_student_release
         try:
             build_student_release(Path(args.out_dir))
         except ReleaseError as exc:

@@ -10,7 +10,7 @@ Three kinds of weights file can feed the labs:
   argmax and say nothing about the image.
 * ``custom``: any other file (unverified).
 
-Command line (``python -m grader.weights ...`` or ``python -m grader weights ...``)::
+Command line (``python -m grader.kit.weights ...`` or ``python -m grader weights ...``)::
 
     status              which weights the kit would use, their kind, hash and path
     synthetic [--force] write data/generated/vgg19_synthetic.mat
@@ -36,8 +36,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from grader import paths
-from grader.vgg_layout import MAT_LAYER_NAMES
+from grader.kit import paths
+from grader.kit.vgg_layout import MAT_LAYER_NAMES
 
 REAL_SIZE = 576042600
 REAL_SHA256 = "6416dee6bcdc380654d8770a5b89f06254b1e662c97cabc4094783b25f8a1211"

@@ -1,6 +1,6 @@
 """VGG19's layer names and kinds, as the book and MatConvNet spell them.
 
-Kept apart from the float network (``grader.floatnet``) so that the checks can use the
+Kept apart from the float network (``grader.refnet.floatnet``) so that the checks can use the
 layout in a student release, which ships no working network code.
 """
 from __future__ import annotations

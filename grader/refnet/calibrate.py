@@ -2,7 +2,7 @@
 
     python -m grader calibrate [--weights PATH] [--images IMG ...] [--out PATH]
 
-Runs the float VGG19 (``grader.floatnet``) on calibration images and feeds
+Runs the float VGG19 (``grader.refnet.floatnet``) on calibration images and feeds
 ``pycnml.QuantTool().getQuantParam`` with, per conv/mlp layer, its input activation
 (running max over the images) and its weights in the DLP layout (conv ``[Cout, Cin, K,
 K]``, mlp ``[out, in]``). Writes the course's format: ``np.savez(path, input=...,
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
+from grader.kit.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
 
 CALIBRATION_IMAGES = (DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE)
 
@@ -28,8 +28,8 @@ CALIBRATION_IMAGES = (DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE)
 def calibrate(weights_path, images=CALIBRATION_IMAGES, progress=print):
     """``(input pairs, filter pairs)``: 19 ``(position, scale)`` each, in creation order."""
     import pycnml
-    from grader.floatnet import FloatVGG19, load_image
-    from grader.vgg_layout import PARAM_LAYERS
+    from grader.refnet.floatnet import FloatVGG19, load_image
+    from grader.kit.vgg_layout import PARAM_LAYERS
 
     images = [Path(p) for p in images]
     if not images:
@@ -69,8 +69,8 @@ def write_quant_params(path, inputs, filters) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grader import quantparams
-    from grader.weights import weights_for
+    from grader.kit import quantparams
+    from grader.kit.weights import weights_for
 
     parser = argparse.ArgumentParser(prog="python -m grader calibrate",
                                      description="Compute VGG19's DLP int8 quant parameters for a weights file.")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     write_quant_params(out, inputs, filters)
     print(f"{'layer':<8}{'input (pos, scale)':>24}{'filter (pos, scale)':>24}")
-    from grader.vgg_layout import PARAM_LAYERS
+    from grader.kit.vgg_layout import PARAM_LAYERS
     for name, (ip, is_), (fp, fs) in zip(PARAM_LAYERS, inputs, filters):
         print(f"{name:<8}{ip:>10d}, {is_:<12.6f}{fp:>10d}, {fs:<12.6f}")
     print(f"wrote {out}")

@@ -795,7 +795,7 @@ def relu_backward(top_diff, x) -> np.ndarray:
 def warm_up() -> None:
     """Compile every numba kernel for float32 and float64 once (``cache=True`` keeps them).
 
-    ``grader.engine`` runs this in a trusted process so that sandboxed processes start
+    ``grader.groups`` runs this in a trusted process so that sandboxed processes start
     from a private copy of the compiled cache instead of compiling for seconds each.
     """
     rng = np.random.default_rng(0)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from grader import goldens
+from grader.kit import goldens
 from grader.cli import _parse_experiments
-from grader.paths import DEFAULT_CAT
+from grader.kit.paths import DEFAULT_CAT
 
 
 def main(argv: list[str]) -> int:
@@ -13,8 +13,8 @@ def main(argv: list[str]) -> int:
                                      description="Recompute data/golden/ from grader/reference (instructors).")
     parser.add_argument("--experiments", default=None)
     args = parser.parse_args(argv)
-    from grader.grading import GradingSession
-    from grader.weights import resolve_weights
+    from grader.session import GradingSession
+    from grader.kit.weights import resolve_weights
     weights = resolve_weights()
     print(weights.banner())
     session = GradingSession(DEFAULT_CAT.parent, weights, visible_only=True)

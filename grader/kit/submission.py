@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from grader.paths import EXPERIMENTS, REPO_ROOT, STU_UPLOAD_DIR
+from grader.kit.paths import EXPERIMENTS, REPO_ROOT, STU_UPLOAD_DIR
 
 # Bare module names a submission may define, per experiment (the book's file names).
 MODULES = {

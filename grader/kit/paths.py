@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("AICS_DATA_DIR", REPO_ROOT / "data"))
 IMAGES_DIR = DATA_DIR / "images"
 COURSE_DIR = DATA_DIR / "course"
