@@ -385,7 +385,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(args) -> int:
-    from grader.cli import _parse_experiments
+    from grader.kit.paths import parse_experiments
     from grader.groups import parse_time_scale, time_scale_from_env, work_root
     folder = Path(args.submissions).resolve()
     if not folder.is_dir():
@@ -400,7 +400,10 @@ def run(args) -> int:
         args.time_scale = parse_time_scale(args.time_scale) if args.time_scale is not None else time_scale_from_env()
     except ValueError as exc:
         raise BatchError(str(exc)) from None
-    experiments = _parse_experiments(args.experiments)
+    try:
+        experiments = parse_experiments(args.experiments)
+    except ValueError as exc:
+        raise BatchError(str(exc)) from None
     csv_path = Path(args.csv).resolve()
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.results_dir).resolve() if args.results_dir else csv_path.with_name(csv_path.stem + "-results")

@@ -19,19 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from grader.kit.paths import EXPERIMENTS
+from grader.kit.paths import EXPERIMENTS, parse_experiments
 
 SUBCOMMANDS = ("release", "goldens", "weights", "batch", "calibrate")
-
-
-def _parse_experiments(text: str | None) -> list[str]:
-    if not text:
-        return list(EXPERIMENTS)
-    chosen = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in chosen if t not in EXPERIMENTS]
-    if unknown:
-        raise SystemExit(f"grader: unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
-    return chosen
 
 
 def grade_parser() -> argparse.ArgumentParser:
@@ -64,10 +54,10 @@ def grade(argv: list[str]) -> int:
     from grader.session import GradingSession, grade_experiment
     from grader.kit.submission import SubmissionError, resolve_submission
     from grader.kit.weights import resolve_weights
-    experiments = _parse_experiments(args.experiments)
     try:
+        experiments = parse_experiments(args.experiments)
         submission = resolve_submission(args.submission)
-    except SubmissionError as exc:
+    except (SubmissionError, ValueError) as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return 2
     try:

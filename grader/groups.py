@@ -21,7 +21,7 @@ import numpy as np
 
 from grader import sandbox
 from grader.cases import Case, GroupSpec
-from grader.kit.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT, is_student_handout
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.
 NUMBA_CACHE = GENERATED_DIR / "numba-cache"
@@ -186,9 +186,9 @@ def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None)
 
 def _warm_numba_cache() -> bool:
     """Compile the kit's numba kernels into NUMBA_CACHE once per machine (trusted process)."""
-    fastops = Path(__file__).resolve().parent / "refnet" / "fastops.py"
-    if not fastops.exists():  # the student handout has no compiled kernels of the kit's
+    if is_student_handout():  # the handout has no compiled kernels of the kit's
         return False
+    fastops = Path(__file__).resolve().parent / "refnet" / "fastops.py"
     # Keyed by fastops.py's size and mtime, as numba's own cache index is.
     source = fastops.stat()
     stamp = NUMBA_CACHE / f".warm-{source.st_size}-{source.st_mtime_ns}"

@@ -6,7 +6,8 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from grader.session import ExperimentResult, GradingSession
+from grader.scoring import ExperimentResult
+from grader.session import GradingSession
 
 
 def build(results: list[ExperimentResult], session: GradingSession, seconds: float) -> dict:

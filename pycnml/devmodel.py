@@ -31,7 +31,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import constants as C
-from .emulator import _CastOut
 
 
 @dataclass(frozen=True)
@@ -98,10 +97,7 @@ def layer_profile(net, device: Optional[DeviceSpec] = None) -> List[Dict]:
     (from the last forward, None before) and the modelled times in seconds."""
     dev = device or device_for(net.core_version)
     fraction = min(net.core_num, dev.cores) / dev.cores
-    layers = net.all_layers()
-    if layers and not isinstance(layers[-1], _CastOut):
-        # forward always ends with cast_out; the device appends it at the first loadParams.
-        layers.append(_CastOut("cast_out", layers[-1].out_shape, layers[-1].out_shape))
+    layers = net.executed_layers()
     host = list(net._host_seconds) if len(net._host_seconds) == len(layers) else None
     rows = []
     for idx, layer in enumerate(layers):

@@ -475,6 +475,15 @@ class CnmlNet:
             seq.append(self._cast_out)
         return seq
 
+    def executed_layers(self) -> List[_Layer]:
+        """What a forward runs on the device: :meth:`all_layers`, always ending in cast_out
+        (the device appends it at the first loadParams, so a profile taken before that
+        counts it too)."""
+        seq = self.all_layers()
+        if seq and not isinstance(seq[-1], _CastOut):
+            seq.append(_CastOut("cast_out", seq[-1].out_shape, seq[-1].out_shape))
+        return seq
+
     def getProfile(self, device=None) -> List[dict]:
         """Per-layer MACs, device bytes, last host time and *modelled* DLP time.
 

@@ -22,16 +22,16 @@ def info(sha: str, kind: str) -> WeightsInfo:
 
 
 def test_real_weights_get_the_course_file():
-    assert quantparams.resolve_quant_params(info(REAL_SHA256, "real"), compute=False) == quantparams.COURSE_QUANT_FILE
+    assert quantparams.resolve_quant_params(info(REAL_SHA256, "real")) == quantparams.COURSE_QUANT_FILE
 
 
 def test_course_file_is_never_used_with_other_weights():
-    synthetic = quantparams.resolve_quant_params(info(SYNTHETIC_SHA256, "synthetic"), compute=False)
+    synthetic = quantparams.resolve_quant_params(info(SYNTHETIC_SHA256, "synthetic"))
     assert synthetic == quantparams.committed_path(SYNTHETIC_SHA256) and synthetic.is_file()
     assert synthetic != quantparams.COURSE_QUANT_FILE
     custom_sha = "0" * 64
     with pytest.raises(FileNotFoundError) as err:
-        quantparams.resolve_quant_params(info(custom_sha, "custom"), compute=False)
+        quantparams.resolve_quant_params(info(custom_sha, "custom"))
     text = str(err.value)
     assert "python -m grader calibrate" in text and quantparams.quant_file_name(custom_sha) in text
     assert "vgg19_quant_param_new" not in text

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.authoring.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION, regions
-from grader.kit.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import EXPERIMENTS, HANDOUT_MARKER, REFERENCE_DIR, REPO_ROOT
 
 # Shorter lines (`else:`, `return x`, `import os`) are not evidence of a leak.
 MIN_LEAK_CHARS = 13
@@ -188,6 +188,10 @@ def build_student_release(out_dir: Path, *, out=print) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         (out_dir / "README.md").write_text(student_readme(), encoding="utf-8")
+        # The one fact the handout's code reads to know it is a handout (grader.kit.paths).
+        (out_dir / HANDOUT_MARKER.name).write_text(
+            "This folder is the chapter-3 student handout: no reference solutions, no hidden checks.\n",
+            encoding="utf-8")
         for name in TOP_FILES:
             if (REPO_ROOT / name).is_file():
                 shutil.copy2(REPO_ROOT / name, out_dir / name)

@@ -30,8 +30,8 @@ GROUPS = {
 
 def extra_resources(session) -> dict:
     """The quant-parameter file matching the session's weights (calibrated on first use)."""
-    from grader.kit.quantparams import resolve_quant_params
-    return {"quant_params": str(resolve_quant_params(session.weights))}
+    from grader.refnet.calibrate import ensure_quant_params
+    return {"quant_params": str(ensure_quant_params(session.weights))}
 
 
 def structure_case() -> Case:

@@ -20,12 +20,11 @@ order: 19 pairs (38 values) each for VGG19.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from grader.kit.paths import COURSE_DIR, DATA_DIR, GENERATED_DIR
+from grader.kit.paths import COURSE_DIR, DATA_DIR, GENERATED_DIR, is_student_handout
 from grader.kit.weights import REAL_SHA256
 
 COURSE_QUANT_FILE = COURSE_DIR / "vgg19_quant_param_new.npz"
@@ -45,13 +44,13 @@ def generated_path(sha256: str) -> Path:
     return GENERATED_DIR / quant_file_name(sha256)
 
 
-def resolve_quant_params(weights, compute: bool = True, progress=None) -> Path:
+def resolve_quant_params(weights) -> Path:
     """The quant-parameter file for ``weights`` (a ``grader.kit.weights.WeightsInfo``).
 
-    Real weights get the course's file. Other weights get their calibrated file; when
-    none exists yet it is computed now (a float forward over the three kit images, a
-    few seconds) unless ``compute`` is false, in which case FileNotFoundError says
-    what to run.
+    Real weights get the course's file, other weights their calibrated file. When none
+    exists, FileNotFoundError says where it looked and who can make the file: the
+    instructor's kit calibrates with ``python -m grader calibrate`` (the grader does it
+    on first use); a student handout cannot.
     """
     if weights.sha256 == REAL_SHA256:
         if not COURSE_QUANT_FILE.is_file():
@@ -61,24 +60,14 @@ def resolve_quant_params(weights, compute: bool = True, progress=None) -> Path:
     for candidate in (committed_path(weights.sha256), generated_path(weights.sha256)):
         if candidate.is_file():
             return candidate
-    target = generated_path(weights.sha256)
-    if not compute:
+    looked = f"looked for {committed_path(weights.sha256)} and {generated_path(weights.sha256)}"
+    if is_student_handout():
         raise FileNotFoundError(
-            f"no quant parameters for the {weights.kind} weights {weights.short()}: looked for "
-            f"{committed_path(weights.sha256)} and {target}. Run `python -m grader calibrate` to compute them.")
-    try:
-        from grader.refnet.calibrate import calibrate, write_quant_params
-    except ImportError:
-        raise FileNotFoundError(
-            f"no DLP quant parameters for the weights {weights.short()} ({weights.kind}): looked for "
-            f"{committed_path(weights.sha256)} and {target}. The student handout cannot calibrate; ask your "
-            f"instructor for this file (they run `python -m grader calibrate`).") from None
-    say = progress or (lambda msg: print(msg, file=sys.stderr))
-    say(f"calibrating DLP quant parameters for the {weights.kind} weights {weights.short()} "
-        f"(first use; written to {target})")
-    inputs, filters = calibrate(weights.path, progress=say)
-    write_quant_params(target, inputs, filters)
-    return target
+            f"no DLP quant parameters for the weights {weights.short()} ({weights.kind}): {looked}. The student "
+            f"handout cannot calibrate; ask your instructor for this file (they run `python -m grader calibrate`).")
+    raise FileNotFoundError(
+        f"no quant parameters for the {weights.kind} weights {weights.short()}: {looked}. "
+        f"Run `python -m grader calibrate` to compute them.")
 
 
 def load_quant_params(path: str | Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from grader.kit import paths
-from grader.kit.vgg_layout import MAT_LAYER_NAMES
+from grader.kit.vgg_layout import CONV_CHANNELS, MAT_LAYER_NAMES
 
 REAL_SIZE = 576042600
 REAL_SHA256 = "6416dee6bcdc380654d8770a5b89f06254b1e662c97cabc4094783b25f8a1211"
@@ -80,13 +80,6 @@ LAYER_CONSTANTS: dict[str, tuple[float, float]] = {
     "fc6": (1.0, 10.0), "fc7": (1.0, 10.0), "fc8": (0.028, 0.5),
 }
 
-_CONV_CHANNELS = {
-    "conv1_1": (3, 64), "conv1_2": (64, 64),
-    "conv2_1": (64, 128), "conv2_2": (128, 128),
-    "conv3_1": (128, 256), "conv3_2": (256, 256), "conv3_3": (256, 256), "conv3_4": (256, 256),
-    "conv4_1": (256, 512), "conv4_2": (512, 512), "conv4_3": (512, 512), "conv4_4": (512, 512),
-    "conv5_1": (512, 512), "conv5_2": (512, 512), "conv5_3": (512, 512), "conv5_4": (512, 512),
-}
 
 # MAT-file text header (116 bytes). scipy writes the creation time there; a fixed text
 # keeps the file byte-identical from run to run.
@@ -249,10 +242,10 @@ def sha256_file(path: str | os.PathLike) -> str:
 def param_shapes(channels_divisor: int = 1) -> dict[str, tuple[int, int, int, int]]:
     """MatConvNet weight shapes [kh, kw, Cin, Cout] of the 19 parameter layers."""
     d = channels_divisor
-    if d < 1 or any(c % d for pair in _CONV_CHANNELS.values() for c in pair if c != 3) or 4096 % d:
+    if d < 1 or any(c % d for pair in CONV_CHANNELS.values() for c in pair if c != 3) or 4096 % d:
         raise ValueError(f"channels_divisor must divide 64 and 4096, got {d}")
     shapes = {}
-    for name, (cin, cout) in _CONV_CHANNELS.items():
+    for name, (cin, cout) in CONV_CHANNELS.items():
         shapes[name] = (3, 3, cin if cin == 3 else cin // d, cout // d)
     shapes["fc6"] = (7, 7, 512 // d, 4096 // d)
     shapes["fc7"] = (1, 1, 4096 // d, 4096 // d)

@@ -68,6 +68,26 @@ def write_quant_params(path, inputs, filters) -> Path:
     return path
 
 
+def ensure_quant_params(weights, progress=None) -> Path:
+    """The quant file for ``weights``; computed now when there is none yet (a few seconds).
+
+    The grader calls this on first use of custom or new synthetic weights; the file goes
+    to ``data/generated/`` under the weights' fingerprint.
+    """
+    from grader.kit import quantparams
+    try:
+        return quantparams.resolve_quant_params(weights)
+    except FileNotFoundError:
+        if weights.kind == "real":
+            raise   # the real weights use the course's own file, never a computed one
+    target = quantparams.generated_path(weights.sha256)
+    say = progress or (lambda msg: print(msg, file=sys.stderr))
+    say(f"calibrating DLP quant parameters for the {weights.kind} weights {weights.short()} "
+        f"(first use; written to {target})")
+    inputs, filters = calibrate(weights.path, progress=say)
+    return write_quant_params(target, inputs, filters)
+
+
 def main(argv: list[str] | None = None) -> int:
     from grader.kit import quantparams
     from grader.kit.weights import weights_for
