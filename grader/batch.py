@@ -222,11 +222,11 @@ def describe(doc: dict) -> str:
 
 def default_timeout(experiments: list[str], time_scale: float) -> float:
     """Generous overall limit: every group of the student and of the reference, plus start-up."""
-    from grader.kit import goldens
+    from grader.experiments import spec_of
     total = 0.0
     for exp in experiments:
         try:
-            groups = goldens.case_module(exp).GROUPS.values()
+            groups = spec_of(exp).GROUPS.values()
         except ImportError:
             continue
         total += sum(g.wall_seconds for g in groups) * (time_scale + max(time_scale, 1.0))

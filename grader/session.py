@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from grader.kit import goldens
-from grader.cases import Case
+from grader.experiments import spec_of
+from grader.experiments import Case
 from grader.kit.compare import CheckFailure
 from grader.scoring import CheckResult, ExperimentResult
 from grader.groups import CaseOutcome, GroupRun, run_group, time_scale_from_env
@@ -63,14 +64,14 @@ class GradingSession:
     # ----- cases -------------------------------------------------------------------
     def resources(self, experiment: str) -> dict:
         res = {"weights": str(self.weights.path), "image": str(self.image)}
-        extra = getattr(goldens.case_module(experiment), "extra_resources", None)
+        extra = getattr(spec_of(experiment), "extra_resources", None)
         if extra:
             res.update(extra(self))
         return res
 
     def cases(self, experiment: str) -> list[Case]:
         if experiment not in self._cases:
-            module = goldens.case_module(experiment)
+            module = spec_of(experiment)
             cases = module.visible_cases()
             stored = goldens.load(goldens.golden_path(experiment))
             for case in cases:  # the golden file's inputs are canonical
@@ -91,7 +92,7 @@ class GradingSession:
     def _group_run(self, experiment: str, group: str, reference: bool) -> GroupRun:
         key = (experiment, group, reference)
         if key not in self._runs:
-            module = goldens.case_module(experiment)
+            module = spec_of(experiment)
             cases = [c for c in self.cases(experiment) if c.group == group]
             if reference:
                 cases = [c for c in cases if c.needs_golden and (c.hidden or self._stored_golden(experiment, c) is None)]
@@ -118,7 +119,7 @@ class GradingSession:
 
     def _reference_run(self, experiment: str, group: str, cases: list[Case]) -> GroupRun:
         """The reference's outputs for ``cases``, from the batch's cache when one is set."""
-        module = goldens.case_module(experiment)
+        module = spec_of(experiment)
 
         def compute() -> GroupRun:
             return run_group(REFERENCE_DIR, experiment, module.GROUPS[group], cases, self.resources(experiment),

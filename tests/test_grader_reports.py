@@ -160,8 +160,8 @@ def test_reference_runs_leave_nothing_readable(tmp_path, monkeypatch):
 
 def test_time_scale_shortens_limits(tmp_path):
     """A group's limits are multiplied; the reference keeps at least its normal limits."""
-    from grader.cases import GroupSpec
-    from grader.kit.goldens import case_module
+    from grader.experiments import GroupSpec
+    from grader.experiments import spec_of as case_module
     cases = [c for c in case_module(EXP).visible_cases() if c.name == "relu_forward"]
     spec = GroupSpec("layers", wall_seconds=40, cpu_seconds=40)
     hang = tmp_path / "sub" / EXP

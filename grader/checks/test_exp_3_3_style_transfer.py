@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.cases.exp_3_3_style_transfer import SPEEDUP_REQUIRED
+from grader.experiments.exp_3_3_style_transfer import SPEEDUP_REQUIRED
 from grader.checks.conftest import check_outputs
 from grader.kit.compare import LAYER_TOL, NETWORK_TOL, CheckFailure, Tolerance, assert_close
 

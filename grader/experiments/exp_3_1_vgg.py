@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.cases import Case, GroupSpec, he_normal
+from grader.experiments import Case, GroupSpec, he_normal
 
 EXPERIMENT = "exp_3_1_vgg"
 VISIBLE_SEED = 31_2024

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.cases import Case, GroupSpec, he_normal
+from grader.experiments import Case, GroupSpec, he_normal
 
 EXPERIMENT = "exp_3_3_style_transfer"
 VISIBLE_SEED = 33_2024

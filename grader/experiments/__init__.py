@@ -6,6 +6,7 @@ cases draw fresh inputs every run and take their goldens from the reference set.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,3 +35,11 @@ class GroupSpec:
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:
     return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+
+
+def spec_of(experiment: str):
+    """The parent-side module of ``experiment``: its groups, cases and checks."""
+    from grader.kit.paths import EXPERIMENTS
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; expected one of {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(f"grader.experiments.{experiment}")

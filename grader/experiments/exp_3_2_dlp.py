@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from grader.cases import Case, GroupSpec
+from grader.experiments import Case, GroupSpec
 from grader.kit.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
 
 EXPERIMENT = "exp_3_2_dlp"
