@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.batch import UnsafeArchive, discover, find_root, safe_extract
+from grader.batch.intake import UnsafeArchive, discover, find_root, safe_extract
 from grader.kit.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 
 EXP = "exp_3_1_vgg"

@@ -1,0 +1,64 @@
+"""``python -m grader batch``: grade a folder of submissions in parallel into a CSV gradebook.
+
+    python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv [--results-dir DIR]
+                           [--experiments ...] [--seed N] [--force] [--timeout S]
+                           [--time-scale F] [--memory-gb G] [--visible-only]
+
+Every sub-folder and every ``*.zip`` of SUBMISSIONS_DIR is one submission. Zips are
+extracted (no absolute or ``..`` paths, no links, size- and count-capped) into a private
+temporary folder. Each submission is graded by its own ``python -m grader`` subprocess, so
+a crash or hang of the grader itself costs one row, never the batch; a per-submission
+overall timeout backs up the sandbox's own limits.
+
+Student processes never see the other submissions: the submissions folder, the
+extraction folder, the results folder, the CSV and the cache of reference outputs are
+passed to each grader as hidden paths.
+
+The CSV is rewritten after every finished submission (one row per submission), so an
+interrupted batch loses nothing. Rerunning with the same ``--csv`` skips the rows
+already graded (``--force`` regrades all) and reuses the seed recorded there, so the
+whole class is graded on the same hidden inputs.
+
+Modules: ``intake`` (finding and extracting submissions), ``gradebook`` (the CSV),
+``scheduler`` (the grading subprocesses and the run loop); this one holds the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from grader.batch.scheduler import BatchError, run
+from grader.kit.paths import EXPERIMENTS
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grader batch",
+                                description="Grade every sub-folder and *.zip of a folder into a CSV gradebook.")
+    p.add_argument("submissions", help="folder of submissions (sub-folders shaped like stu_upload/, or zip files)")
+    p.add_argument("--csv", required=True, help="the gradebook to write (and to resume from)")
+    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="submissions graded at once (each uses about one core and up to --memory-gb)")
+    p.add_argument("--results-dir", default=None,
+                   help="per-submission JSON reports and logs (default: a folder next to the CSV)")
+    p.add_argument("--results-json", action="store_true", help="also write Gradescope results.json per submission")
+    p.add_argument("--experiments", default=None, help="comma-separated subset of " + ",".join(EXPERIMENTS))
+    p.add_argument("--seed", type=int, default=None, help="seed of the hidden checks for the whole batch")
+    p.add_argument("--visible-only", action="store_true", help="no hidden checks")
+    p.add_argument("--force", action="store_true", help="regrade submissions already in the CSV")
+    p.add_argument("--timeout", type=float, default=None, help="overall seconds per submission (default: derived)")
+    p.add_argument("--time-scale", default=None, help="multiply every time limit (default $AICS_GRADER_TIME_SCALE or 1)")
+    p.add_argument("--memory-gb", type=float, default=None, help="memory limit per student process")
+    p.add_argument("--keep-cache", default=None, metavar="DIR",
+                   help="keep the reference's outputs in DIR for later runs with the same seed")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    try:
+        return run(parser().parse_args(argv))
+    except BatchError as exc:
+        print(f"grader batch: {exc}", file=sys.stderr)
+        return 2
