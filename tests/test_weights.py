@@ -1,4 +1,5 @@
-"""Tests of grader.kit.weights: synthetic generator, resolution, hashing, fetch, command line."""
+"""Tests of the VGG19 weights: the synthetic generator and layout check (grader.kit.synthetic),
+resolution and hashing (grader.kit.weights), fetch and command line (grader.authoring.weights_cli)."""
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from grader.kit import paths
-from grader.kit import weights
+from grader.authoring import weights_cli
+from grader.kit import paths, synthetic, weights
 
 # The book's 44-name list (figure 3.6): MatConvNet's 43 entries plus 'flatten'.
 BOOK_LAYER_NAMES = (
@@ -46,15 +47,11 @@ def kit_dirs(tmp_path, monkeypatch):
 def small_mat(tmp_path_factory):
     """A reduced synthetic file written twice; returns (path, sha, second path, sha)."""
     folder = tmp_path_factory.mktemp("small")
-    generated = paths.GENERATED_DIR
-    paths.GENERATED_DIR = folder / "generated"  # keep the hash cache out of the repo
-    try:
-        a = folder / "a.mat"
-        b = folder / "b.mat"
-        sha_a = weights.write_synthetic(a, channels_divisor=DIVISOR)
-        sha_b = weights.write_synthetic(b, channels_divisor=DIVISOR)
-    finally:
-        paths.GENERATED_DIR = generated
+    a = folder / "a.mat"
+    b = folder / "b.mat"
+    # write_synthetic leaves the hash cache alone, so the repository's data folder is not touched.
+    sha_a = synthetic.write_synthetic(a, channels_divisor=DIVISOR)
+    sha_b = synthetic.write_synthetic(b, channels_divisor=DIVISOR)
     return a, sha_a, b, sha_b
 
 
@@ -62,14 +59,14 @@ def small_mat(tmp_path_factory):
 
 
 def test_layer_names_match_the_book_without_flatten():
-    assert len(weights.LAYER_NAMES) == 43
+    assert len(synthetic.LAYER_NAMES) == 43
     book_without_flatten = tuple(n for n in BOOK_LAYER_NAMES if n != 'flatten')
-    assert weights.LAYER_NAMES[:-1] == book_without_flatten[:-1]
-    assert weights.LAYER_NAMES[-1] == 'prob'
-    assert [weights.LAYER_NAMES.index(n) for n in ('fc6', 'fc7', 'fc8')] == [37, 39, 41]
+    assert synthetic.LAYER_NAMES[:-1] == book_without_flatten[:-1]
+    assert synthetic.LAYER_NAMES[-1] == 'prob'
+    assert [synthetic.LAYER_NAMES.index(n) for n in ('fc6', 'fc7', 'fc8')] == [37, 39, 41]
     # The book reads fc layers one index later than the file holds them.
     for name in ('fc6', 'fc7', 'fc8'):
-        assert weights.LAYER_NAMES[BOOK_LAYER_NAMES.index(name) - 1] == name
+        assert synthetic.LAYER_NAMES[BOOK_LAYER_NAMES.index(name) - 1] == name
 
 
 def test_reduced_file_is_byte_identical_across_runs(small_mat):
@@ -87,11 +84,11 @@ def test_reduced_file_is_byte_identical_across_runs(small_mat):
 def test_book_loader_reads_the_synthetic_file_unchanged(small_mat):
     path = small_mat[0]
     params = scipy.io.loadmat(str(path))
-    shapes = weights.param_shapes(DIVISOR)
+    shapes = synthetic.param_shapes(DIVISOR)
 
     image_mean = params['normalization'][0][0][0]
     assert image_mean.shape == (224, 224, 3) and image_mean.dtype == np.float32
-    np.testing.assert_allclose(np.mean(image_mean, axis=(0, 1)), weights.IMAGE_MEAN, rtol=1e-6)
+    np.testing.assert_allclose(np.mean(image_mean, axis=(0, 1)), synthetic.IMAGE_MEAN, rtol=1e-6)
 
     loaded = []
     for idx in range(43):  # the book's loop, with the book's 44-name list
@@ -116,7 +113,7 @@ def test_book_loader_reads_the_synthetic_file_unchanged(small_mat):
 
     # Biases are drawn, not zero, and every array is float32.
     for name in shapes:
-        weight, bias = params['layers'][0][weights.LAYER_NAMES.index(name)][0][0][0][0]
+        weight, bias = params['layers'][0][synthetic.LAYER_NAMES.index(name)][0][0][0][0]
         assert np.count_nonzero(bias) == bias.size
         assert np.isfinite(weight).all() and weight.std() > 0
 
@@ -124,7 +121,7 @@ def test_book_loader_reads_the_synthetic_file_unchanged(small_mat):
 def test_entries_follow_matconvnet_layout(small_mat):
     layers = scipy.io.loadmat(str(small_mat[0]))['layers']
     assert layers.shape == (1, 43)
-    for idx, name in enumerate(weights.LAYER_NAMES):
+    for idx, name in enumerate(synthetic.LAYER_NAMES):
         entry = layers[0][idx]
         assert entry.shape == (1, 1)
         fields = entry.dtype.names
@@ -141,18 +138,18 @@ def test_entries_follow_matconvnet_layout(small_mat):
             assert str(entry[0][0]['method'][0]) == 'max'
             assert entry[0][0]['pool'].tolist() == [[2, 2]]
             assert entry[0][0]['stride'].tolist() == [[2, 2]]
-    assert weights.check_layout(small_mat[0], channels_divisor=DIVISOR) == []
-    problems = weights.check_layout(small_mat[0])
+    assert synthetic.check_layout(small_mat[0], channels_divisor=DIVISOR) == []
+    problems = synthetic.check_layout(small_mat[0])
     assert any("conv1_1: weight shape" in p for p in problems)
 
 
 def test_draws_are_pinned():
     # Guards the stream itself: a change here changes SYNTHETIC_SHA256 and every golden.
-    name, weight, bias = next(weights.synthetic_params(weights.DEFAULT_SEED))
+    name, weight, bias = next(synthetic.synthetic_params(synthetic.DEFAULT_SEED))
     assert name == 'conv1_1' and weight.shape == (3, 3, 3, 64) and bias.shape == (1, 64)
     a = np.sqrt(3.0) * np.sqrt(2.0 / 27)
     assert np.abs(weight).max() < a and np.abs(bias).max() < 10.0
-    bitgen = np.random.default_rng(weights.DEFAULT_SEED).bit_generator
+    bitgen = np.random.default_rng(synthetic.DEFAULT_SEED).bit_generator
     raw = bitgen.random_raw(3)
     expected = ((raw >> np.uint64(41)).astype(np.float64) + 0.5) * 2.0 ** -22 - 1.0
     np.testing.assert_array_equal(weight.reshape(-1)[:3], (expected * np.float32(a)).astype(np.float32))
@@ -160,16 +157,16 @@ def test_draws_are_pinned():
     np.testing.assert_array_equal(
         weight.reshape(-1)[:3], np.array([-0.39065369963645935, -0.248137429356575, 0.2840442955493927], np.float32))
     np.testing.assert_array_equal(bias.reshape(-1)[:2], np.array([5.344172477722168, -2.919818162918091], np.float32))
-    other = next(weights.synthetic_params(weights.DEFAULT_SEED + 1))[1]
+    other = next(synthetic.synthetic_params(synthetic.DEFAULT_SEED + 1))[1]
     assert not np.array_equal(weight, other)
 
 
 def test_forward_with_synthetic_weights_stays_alive():
     """A reduced-width forward of the reduced file keeps activations finite and non-trivial."""
-    params = {n: (w, b) for n, w, b in weights.synthetic_params(weights.DEFAULT_SEED, channels_divisor=8)}
+    params = {n: (w, b) for n, w, b in synthetic.synthetic_params(synthetic.DEFAULT_SEED, channels_divisor=8)}
     rng = np.random.default_rng(0)
     x = rng.uniform(-60, 60, size=(1, 32, 32, 3)).astype(np.float32)
-    for name in weights.LAYER_NAMES[:37]:
+    for name in synthetic.LAYER_NAMES[:37]:
         if name.startswith('conv'):
             w, b = params[name]
             xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -195,7 +192,7 @@ def test_full_synthetic_file_matches_pinned_sha(kit_dirs):
     assert info.kind == "synthetic", f"sha256 {info.sha256} != SYNTHETIC_SHA256 (numpy/scipy changed the bytes?)"
     assert info.sha256 == weights.SYNTHETIC_SHA256
     assert info.path == (generated / weights.SYNTHETIC_FILENAME).resolve()
-    assert weights.check_layout(info.path) == []
+    assert synthetic.check_layout(info.path) == []
     assert "SYNTHETIC" in info.banner() and "NOT a classification" in info.banner()
     # The second resolution is served from the hash cache.
     t0 = time.monotonic()
@@ -346,8 +343,8 @@ def server(payload):
 
 def _fetch(srv, dest, payload, **kw):
     kw.setdefault("progress", False)
-    return weights.fetch_real(dest, url=srv.url, size=len(payload),
-                              sha256=hashlib.sha256(payload).hexdigest(), backoff=0.01, timeout=5, **kw)
+    return weights_cli.fetch_real(dest, url=srv.url, size=len(payload),
+                                  sha256=hashlib.sha256(payload).hexdigest(), backoff=0.01, timeout=5, **kw)
 
 
 def test_fetch_downloads_and_verifies(server, payload, kit_dirs, tmp_path, capsys):
@@ -389,9 +386,9 @@ def test_fetch_rejects_a_corrupted_payload(server, payload, kit_dirs, tmp_path):
     good_sha = hashlib.sha256(payload).hexdigest()
     server.payload = payload[:-1] + bytes([payload[-1] ^ 0xFF])
     dest = tmp_path / weights.REAL_FILENAME
-    with pytest.raises(weights.FetchError) as err:
-        weights.fetch_real(dest, url=server.url, size=len(payload), sha256=good_sha,
-                           progress=False, backoff=0.01, timeout=5)
+    with pytest.raises(weights_cli.FetchError) as err:
+        weights_cli.fetch_real(dest, url=server.url, size=len(payload), sha256=good_sha,
+                               progress=False, backoff=0.01, timeout=5)
     message = str(err.value)
     assert good_sha in message and hashlib.sha256(server.payload).hexdigest() in message
     assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
@@ -400,7 +397,7 @@ def test_fetch_rejects_a_corrupted_payload(server, payload, kit_dirs, tmp_path):
 def test_fetch_rejects_a_wrong_size(server, payload, kit_dirs, tmp_path):
     server.payload = payload[:1000]
     dest = tmp_path / weights.REAL_FILENAME
-    with pytest.raises(weights.FetchError, match=rf"1000 bytes.*{len(payload)}"):
+    with pytest.raises(weights_cli.FetchError, match=rf"1000 bytes.*{len(payload)}"):
         _fetch(server, dest, payload)
     assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
 
@@ -408,7 +405,7 @@ def test_fetch_rejects_a_wrong_size(server, payload, kit_dirs, tmp_path):
 def test_fetch_reports_http_errors_without_retrying(server, payload, kit_dirs, tmp_path):
     server.status = 404
     dest = tmp_path / weights.REAL_FILENAME
-    with pytest.raises(weights.FetchError, match="HTTP 404"):
+    with pytest.raises(weights_cli.FetchError, match="HTTP 404"):
         _fetch(server, dest, payload)
     assert len(server.ranges) == 1 and not dest.exists()
 
@@ -420,9 +417,9 @@ def test_fetch_unreachable_host_fails_fast_and_clearly(kit_dirs, tmp_path):
     # The port is closed now: connections are refused.
     dest = tmp_path / weights.REAL_FILENAME
     t0 = time.monotonic()
-    with pytest.raises(weights.FetchError) as err:
-        weights.fetch_real(dest, url=f"http://127.0.0.1:{port}/x.mat", size=10, sha256="0" * 64,
-                           retries=2, progress=False, backoff=0.01, timeout=2)
+    with pytest.raises(weights_cli.FetchError) as err:
+        weights_cli.fetch_real(dest, url=f"http://127.0.0.1:{port}/x.mat", size=10, sha256="0" * 64,
+                               retries=2, progress=False, backoff=0.01, timeout=2)
     assert time.monotonic() - t0 < 5
     message = str(err.value)
     assert "cannot reach 127.0.0.1" in message and "offline" in message
@@ -434,22 +431,22 @@ def test_fetch_unreachable_host_fails_fast_and_clearly(kit_dirs, tmp_path):
 
 
 def test_cli_verify_and_status(kit_dirs, small_mat, tmp_path, capsys):
-    assert weights.main(["verify", str(small_mat[0])]) == 1
+    assert weights_cli.main(["verify", str(small_mat[0])]) == 1
     out = capsys.readouterr().out
     assert small_mat[1] in out and "kind custom" in out and "conv1_1: weight shape" in out
 
     junk = tmp_path / "junk.mat"
     junk.write_bytes(b"hello")
-    assert weights.main(["verify", str(junk)]) == 1
+    assert weights_cli.main(["verify", str(junk)]) == 1
     assert "loadmat cannot read" in capsys.readouterr().out
 
-    assert weights.main(["status"]) == 1
+    assert weights_cli.main(["status"]) == 1
     assert "no VGG19 weights found" in capsys.readouterr().err
 
     real_dir, _ = kit_dirs
     real_dir.mkdir()
     (real_dir / weights.REAL_FILENAME).write_bytes(small_mat[0].read_bytes())
-    assert weights.main(["status"]) == 0
+    assert weights_cli.main(["status"]) == 0
     out = capsys.readouterr().out
     assert "unverified file" in out and "source: data/vgg19_data" in out and small_mat[1] in out
 
@@ -457,7 +454,7 @@ def test_cli_verify_and_status(kit_dirs, small_mat, tmp_path, capsys):
 def test_module_entry_point_runs(tmp_path):
     env = dict(os.environ, AICS_DATA_DIR=str(tmp_path))
     env.pop("VGG19_MAT", None)
-    proc = subprocess.run([sys.executable, "-m", "grader.kit.weights", "status"], cwd=paths.REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "grader", "weights", "status"], cwd=paths.REPO_ROOT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "no VGG19 weights found" in proc.stderr and str(tmp_path) in proc.stderr
