@@ -51,7 +51,8 @@ def grade(argv: list[str]) -> int:
     args = grade_parser().parse_args(argv)
     from grader import report
     from grader.groups import parse_time_scale, time_scale_from_env
-    from grader.session import GradingSession, grade_experiment
+    from grader.checks.plugin import grade_experiment
+    from grader.session import GradingSession
     from grader.kit.submission import SubmissionError, resolve_submission
     from grader.kit.weights import resolve_weights
     try:
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         elif cmd == "goldens":
             from grader.authoring.goldens import main as run
         elif cmd == "weights":
-            from grader.kit.weights import main as run
+            from grader.authoring.weights_cli import main as run
         elif cmd == "batch":
             from grader.batch import main as run
         else:

@@ -1,36 +1,25 @@
-"""Grade one submission: run the pytest checks of each experiment and score the tiers.
+"""What the checks of one grading run share: submission, weights, seeds, cached group runs.
 
-The checks live in ``grader/checks/test_<experiment>.py`` as ordinary pytest tests. They
-ask the :class:`GradingSession` for a case's outputs (running the sandboxed probe group
-on first use) and for its golden, then compare in this trusted process. A tier counts
-only when every check of it and of every lower tier passed.
+A check asks the :class:`GradingSession` for a case's outputs (running the sandboxed
+probe group on first use, once per group) and for its golden (stored, or computed from
+the reference now for hidden cases). Comparing and scoring happen elsewhere
+(``grader.checks.plugin``, ``grader.scoring``).
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
-import io
 import os
 import secrets
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from grader.kit import goldens
-from grader.experiments import spec_of
-from grader.experiments import Case
-from grader.kit.compare import CheckFailure
-from grader.scoring import CheckResult, ExperimentResult
+from grader.experiments import Case, spec_of
 from grader.groups import CaseOutcome, GroupRun, run_group, time_scale_from_env
-from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
-
-CHECKS_DIR = Path(__file__).resolve().parent / "checks"
-
+from grader.kit import goldens
+from grader.kit.compare import CheckFailure
+from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR
 
 class GradingSession:
     """What the checks of one grading run share: submission, weights, seeds, cached runs."""
@@ -206,81 +195,3 @@ def load_reference_outputs(path: Path) -> dict[str, dict] | None:
         return found
     except (OSError, ValueError):
         return None  # a damaged entry is recomputed
-
-
-SESSION: GradingSession | None = None
-
-
-class _Collector:
-    """pytest plugin: turns test reports into :class:`CheckResult` rows."""
-
-    def __init__(self):
-        self.results: list[CheckResult] = []
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
-        outcome = yield
-        report = outcome.get_result()
-        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            tier = getattr(item, "aics_tier", None)
-            if tier is None:
-                marker = item.get_closest_marker("tier")
-                tier = marker.args[0] if marker else 100
-            name = getattr(item, "aics_name", None) or item.name
-            hidden = bool(getattr(item, "aics_hidden", False))
-            if report.passed:
-                message = getattr(item, "aics_message", "ok")
-            elif call.excinfo is not None and isinstance(call.excinfo.value, CheckFailure):
-                message = str(call.excinfo.value)
-            elif call.excinfo is not None:
-                message = f"grader error in this check: {call.excinfo.typename}: {call.excinfo.value}"
-            else:
-                message = str(report.longrepr)[-2000:]
-            if report.skipped:
-                if "empty parameter set" in str(report.longrepr):
-                    # A test parametrized over cases that this run does not have (e.g. hidden
-                    # cases under --visible-only) is no check at all.
-                    return
-                # A skipped check never counts as passed.
-                message = f"not checked: {message}"
-            seconds = getattr(item, "aics_seconds", None)
-            self.results.append(CheckResult(name, int(tier), report.passed, message,
-                                            float(seconds if seconds is not None else report.duration), hidden))
-
-
-def _progress_stream():
-    """A writer to the real stdout that pytest's output capture cannot swallow (or None)."""
-    try:
-        return os.fdopen(os.dup(sys.__stdout__.fileno()), "w", buffering=1)
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def grade_experiment(session: GradingSession, experiment: str, verbose: bool = False) -> ExperimentResult:
-    """Run ``grader/checks/test_<experiment>.py`` under pytest in this process."""
-    global SESSION
-    SESSION = session
-    start = time.perf_counter()
-    collector = _Collector()
-    checks_file = CHECKS_DIR / f"test_{experiment}.py"
-    args = [str(checks_file), "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
-            "-o", "console_output_style=classic", "--rootdir", str(REPO_ROOT), "-c", str(CHECKS_DIR / "pytest.ini")]
-    captured = io.StringIO()
-    session.progress = _progress_stream()
-    if verbose:
-        code = pytest.main(args, plugins=[collector])
-    else:
-        args += ["--tb=short", "-qq", "--disable-warnings"]
-        # pytest's dots and FAILED lines mean nothing to a student; the table says it all.
-        with contextlib.redirect_stdout(captured):
-            code = pytest.main(args, plugins=[collector])
-    if session.progress is not None:
-        session.progress.close()
-        session.progress = None
-    result = ExperimentResult(experiment, collector.results, session.notes.get(experiment, []),
-                              time.perf_counter() - start)
-    if code not in (0, 1) or not collector.results:
-        tail = captured.getvalue().strip()[-1500:]
-        result.error = (f"pytest exited with code {int(code)} while grading {experiment}"
-                        + (f":\n{tail}" if tail else " (rerun with --verbose for pytest's output)"))
-    return result

@@ -1,23 +1,36 @@
-"""Parent-side case definitions: what each check feeds a submission, per experiment.
+"""Each experiment's checks, declared once: inputs, the call, the comparison, tier and name.
 
-A :class:`Case` is one call into a submission (one layer on one input, or one network
-run). Visible cases use fixed seeds and ship with goldens in ``data/golden``; hidden
-cases draw fresh inputs every run and take their goldens from the reference set.
+One module per experiment (``grader/experiments/<experiment>.py``, the trusted parent's
+side) declares
+
+* ``GROUPS``: the check groups, each run by one sandboxed process with its limits;
+* ``visible_cases()`` / ``hidden_cases(seed)``: :class:`Case` objects, one call into the
+  submission each (its inputs, and the driver handler that makes the call);
+* ``checks(cases)``: :class:`Check` objects, one row of the report each (name, tier and
+  the function that compares the case's outputs with its golden);
+* optionally ``extra_resources(session)``: files the child needs beyond weights and image.
+
+The call itself runs in the sandboxed child, in ``grader/drivers/<experiment>.py``: the
+one other file a new check may touch. Visible cases use fixed seeds and ship with goldens
+in ``data/golden``; hidden cases draw fresh inputs every run and take their goldens from
+the reference set at grade time.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
+
+from grader.kit.compare import CheckFailure, Tolerance, assert_close
 
 
 @dataclass
 class Case:
-    name: str                      # unique within an experiment; also the check's name
+    name: str                      # unique within an experiment
     kind: str                      # driver handler
     group: str                     # probe group (one sandboxed process per group)
-    tier: int                      # 60, 80 or 100
     label: str                     # what a student reads: layer, parameters, shapes
     params: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)   # name -> ndarray
@@ -31,6 +44,90 @@ class GroupSpec:
     name: str
     wall_seconds: float
     cpu_seconds: float
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the report: ``run(ctx)`` returns the pass message or raises CheckFailure."""
+    name: str
+    tier: int                      # 60, 80 or 100: written here and nowhere else
+    case: str                      # the case whose outputs the check reads
+    run: Callable[["CheckContext"], str]
+    hidden: bool = False
+
+
+class CheckContext:
+    """What a check function may ask: its case, the case's outputs and golden, a comparison.
+
+    Built by the grading plugin for one check of one session. Failures of the child
+    (crash, timeout, missing output) surface as :class:`CheckFailure` with the case's
+    label, so a check function only states its comparison.
+    """
+
+    def __init__(self, session, experiment: str, check: Check):
+        self.session = session
+        self.experiment = experiment
+        self.check = check
+        self.case: Case = session.case(experiment, check.case)
+        self.seconds: float | None = None
+
+    @property
+    def where(self) -> str:
+        """How a message names the check: the visible case's label, or only a hidden check's name."""
+        return f"hidden check {self.case.name}" if self.case.hidden else self.case.label
+
+    def outcome(self):
+        """The child's outcome for the case; raises CheckFailure unless it ran to the end."""
+        outcome = self.session.outcome(self.experiment, self.case.name)
+        self.seconds = outcome.seconds
+        if outcome.status != "ok":
+            raise CheckFailure(f"{self.where}: {outcome.error}")
+        return outcome
+
+    @property
+    def outputs(self) -> dict:
+        return self.outcome().outputs
+
+    @property
+    def extra(self) -> dict:
+        return self.outcome().extra or {}
+
+    @property
+    def golden(self) -> dict:
+        return self.session.golden(self.experiment, self.case.name)
+
+    def compare(self, key: str, tol: Tolerance, what: str | None = None) -> str:
+        """Compare output ``key`` with the golden's; a hidden case's message tells no data."""
+        got, want = self.outputs.get(key), self.golden[key]
+        try:
+            return assert_close(got, want, what or f"{self.where} [{key}]", tol)
+        except CheckFailure as exc:
+            if self.case.hidden:
+                raise CheckFailure(f"hidden check {self.case.name} [{key}]: {describe_failure_kind(exc)}; "
+                                   f"the visible checks of the same layer show details") from None
+            raise
+
+
+def describe_failure_kind(exc: CheckFailure) -> str:
+    """A hidden check's failure, told without its data."""
+    text = str(exc)
+    if "shape" in text and "expected" in text:
+        return "wrong output shape"
+    if "non-finite" in text:
+        return "output has NaN or inf values"
+    if "elements differ" in text:
+        return "wrong values (shape right)"
+    return "failed"
+
+
+def compare_keys(tolerances: dict[str, Tolerance], show_seconds: bool = True) -> Callable[[CheckContext], str]:
+    """A check function comparing each output key with its golden under its tolerance."""
+    def run(ctx: CheckContext) -> str:
+        summaries = [ctx.compare(key, tol) for key, tol in tolerances.items()]
+        if show_seconds and ctx.seconds is not None:
+            summaries[-1] += f" in {ctx.seconds:.3f} s"
+        return "; ".join(summaries)
+    return run
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:

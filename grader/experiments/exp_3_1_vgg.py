@@ -1,9 +1,10 @@
-"""Experiment 3.1 cases: layer forwards (tier 60) and the VGG19 network (tiers 80, 100)."""
+"""Experiment 3.1: 60 conv/pool (and fc/relu/softmax) forward, 80 pool5, 100 softmax + class."""
 from __future__ import annotations
 
 import numpy as np
 
-from grader.experiments import Case, GroupSpec, he_normal
+from grader.experiments import Case, Check, CheckContext, GroupSpec, compare_keys, he_normal
+from grader.kit.compare import LAYER_TOL, NETWORK_TOL, SOFTMAX_TOL, CheckFailure, assert_close, first_divergent_layer
 
 EXPERIMENT = "exp_3_1_vgg"
 VISIBLE_SEED = 31_2024
@@ -42,32 +43,32 @@ def layer_cases(seed: int, hidden: bool = False) -> list[Case]:
         x = rng.standard_normal((n, cin, h, w))
         weight = he_normal(rng, (cin, k, k, cout), cin * k * k)
         bias = rng.standard_normal(cout) * 0.5
-        cases.append(Case(pre + name, "conv_forward", "layers", 60,
+        cases.append(Case(pre + name, "conv_forward", "layers",
                           f"ConvolutionalLayer({k}, {cin}, {cout}, padding={pad}, stride={stride}).forward "
                           f"on input {list(x.shape)}",
                           dict(k=k, cin=cin, cout=cout, pad=pad, stride=stride),
                           dict(input=x, weight=weight, bias=bias), hidden))
     for name, k, stride, n, c, h, w in POOL_SHAPES:
         x = rng.standard_normal((n, c, h, w))
-        cases.append(Case(pre + name, "pool_forward", "layers", 60,
+        cases.append(Case(pre + name, "pool_forward", "layers",
                           f"MaxPoolingLayer({k}, {stride}).forward on input {list(x.shape)}",
                           dict(k=k, stride=stride), dict(input=x), hidden))
     x = rng.standard_normal((3, 12))
-    cases.append(Case(pre + "fc_forward", "fc_forward", "layers", 60,
+    cases.append(Case(pre + "fc_forward", "fc_forward", "layers",
                       "FullyConnectedLayer(12, 5).forward on input [3, 12]", dict(nin=12, nout=5),
                       dict(input=x, weight=he_normal(rng, (12, 5), 12), bias=rng.standard_normal((1, 5))), hidden))
-    cases.append(Case(pre + "relu_forward", "relu_forward", "layers", 60,
+    cases.append(Case(pre + "relu_forward", "relu_forward", "layers",
                       "ReLULayer().forward on input [2, 3, 4, 5]", {},
                       dict(input=rng.standard_normal((2, 3, 4, 5))), hidden))
     # Large scores: a softmax without the max-shift overflows here.
-    cases.append(Case(pre + "softmax_forward", "softmax_forward", "layers", 60,
+    cases.append(Case(pre + "softmax_forward", "softmax_forward", "layers",
                       "SoftmaxLossLayer().forward on scores [3, 10] of magnitude up to ~800", {},
                       dict(input=rng.standard_normal((3, 10)) * 3 + np.array([[0.0], [400.0], [-800.0]])), hidden))
     return cases
 
 
 def network_case() -> Case:
-    return Case("vgg_network", "vgg_network", "network", 80,
+    return Case("vgg_network", "vgg_network", "network",
                 "VGG19 on the cat image: build_model, init_model, load_model, load_image, then every layer's forward",
                 weights_dependent=True)
 
@@ -78,3 +79,42 @@ def visible_cases() -> list[Case]:
 
 def hidden_cases(seed: int) -> list[Case]:
     return layer_cases(seed, hidden=True)
+
+
+# ----- checks -------------------------------------------------------------------------
+
+def _network_output(key: str, what: str):
+    """Compare one network output; on a mismatch, name the first layer that differs."""
+    def run(ctx: CheckContext) -> str:
+        outputs, golden = ctx.outputs, ctx.golden
+        try:
+            return assert_close(outputs.get(key), golden[key], what, SOFTMAX_TOL if key == "prob" else NETWORK_TOL)
+        except CheckFailure as exc:
+            where = first_divergent_layer(outputs, golden, NETWORK_TOL)
+            raise CheckFailure(f"{exc}" + (f"; {where}" if where else "")) from None
+    return run
+
+
+def _top1(ctx: CheckContext) -> str:
+    prob = np.asarray(ctx.outputs.get("prob"), dtype=np.float64).reshape(-1)
+    want = np.asarray(ctx.golden["prob"]).reshape(-1)
+    if prob.shape != want.shape:
+        raise CheckFailure(f"softmax output has {prob.size} values, expected {want.size}")
+    got_id, want_id = int(np.argmax(prob)), int(np.argmax(want))
+    if got_id != want_id:
+        raise CheckFailure(f"top-1 class id {got_id} but the reference gives {want_id} with these weights")
+    return f"top-1 class id {got_id} (p = {prob[got_id]:.4f}) matches the reference"
+
+
+def checks(cases: list[Case]) -> list[Check]:
+    rows = [Check(c.name, 60, c.name, compare_keys({"output": LAYER_TOL}), c.hidden)
+            for c in cases if c.group == "layers"]
+    if any(c.name == "vgg_network" for c in cases):
+        rows += [
+            Check("vgg19_pool5", 80, "vgg_network",
+                  _network_output("pool5", "VGG19 pool5 output on the cat image")),
+            Check("vgg19_softmax", 100, "vgg_network",
+                  _network_output("prob", "VGG19 softmax output on the cat image")),
+            Check("vgg19_top1", 100, "vgg_network", _top1),
+        ]
+    return rows

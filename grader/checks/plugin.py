@@ -1,0 +1,115 @@
+"""Drive pytest with one experiment's declared checks and turn its reports into scores.
+
+:class:`GradingPlugin` is handed to ``pytest.main``: it parametrizes the single test of
+``run_checks.py`` with the experiment's :class:`~grader.experiments.Check` objects,
+gives that test the ``grading`` fixture (the plugin itself, which carries the session),
+and records one :class:`~grader.scoring.CheckResult` per check from pytest's report.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.experiments import Check, CheckContext, spec_of
+from grader.kit.compare import CheckFailure
+from grader.kit.paths import REPO_ROOT
+from grader.scoring import CheckResult, ExperimentResult
+
+CHECKS_DIR = Path(__file__).resolve().parent
+
+
+class GradingPlugin:
+    """pytest plugin for one experiment of one :class:`~grader.session.GradingSession`."""
+
+    def __init__(self, session, experiment: str):
+        self.session = session
+        self.experiment = experiment
+        self.checks: list[Check] = spec_of(experiment).checks(session.cases(experiment))
+        self.results: list[CheckResult] = []
+        self._messages: dict[str, str] = {}
+        self._seconds: dict[str, float | None] = {}
+
+    # ----- what the test calls ------------------------------------------------------
+    def run(self, check: Check) -> None:
+        """Run one check; its pass message is kept for the report, a failure raises."""
+        ctx = CheckContext(self.session, self.experiment, check)
+        try:
+            self._messages[check.name] = check.run(ctx)
+        finally:
+            self._seconds[check.name] = ctx.seconds
+
+    # ----- pytest hooks and fixture ---------------------------------------------------
+    def pytest_generate_tests(self, metafunc):
+        if "check" in metafunc.fixturenames:
+            metafunc.parametrize("check", self.checks, ids=[c.name for c in self.checks])
+
+    @pytest.fixture
+    def grading(self):
+        return self
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+            return
+        callspec = getattr(item, "callspec", None)
+        check = callspec.params.get("check") if callspec is not None else None
+        if not isinstance(check, Check):
+            return
+        if report.passed:
+            message = self._messages.get(check.name, "ok")
+        elif call.excinfo is not None and isinstance(call.excinfo.value, CheckFailure):
+            message = str(call.excinfo.value)
+        elif call.excinfo is not None:
+            message = f"grader error in this check: {call.excinfo.typename}: {call.excinfo.value}"
+        else:
+            message = str(report.longrepr)[-2000:]
+        if report.skipped:
+            message = f"not checked: {message}"   # a skipped check never counts as passed
+        seconds = self._seconds.get(check.name)
+        self.results.append(CheckResult(check.name, check.tier, report.passed, message,
+                                        float(seconds if seconds is not None else report.duration), check.hidden))
+
+
+def _progress_stream():
+    """A writer to the real stdout that pytest's output capture cannot swallow (or None)."""
+    try:
+        return os.fdopen(os.dup(sys.__stdout__.fileno()), "w", buffering=1)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def grade_experiment(session, experiment: str, verbose: bool = False) -> ExperimentResult:
+    """Run the declared checks of ``experiment`` under pytest in this process."""
+    start = time.perf_counter()
+    plugin = GradingPlugin(session, experiment)
+    args = [str(CHECKS_DIR / "run_checks.py"), "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
+            "-o", "console_output_style=classic", "--rootdir", str(REPO_ROOT), "-c", str(CHECKS_DIR / "pytest.ini")]
+    captured = io.StringIO()
+    session.progress = _progress_stream()
+    try:
+        if verbose:
+            code = pytest.main(args, plugins=[plugin])
+        else:
+            args += ["--tb=short", "-qq", "--disable-warnings"]
+            # pytest's dots and FAILED lines mean nothing to a student; the table says it all.
+            with contextlib.redirect_stdout(captured):
+                code = pytest.main(args, plugins=[plugin])
+    finally:
+        if session.progress is not None:
+            session.progress.close()
+            session.progress = None
+    result = ExperimentResult(experiment, plugin.results, session.notes.get(experiment, []),
+                              time.perf_counter() - start)
+    if code not in (0, 1) or (plugin.checks and not plugin.results):
+        tail = captured.getvalue().strip()[-1500:]
+        result.error = (f"pytest exited with code {int(code)} while grading {experiment}"
+                        + (f":\n{tail}" if tail else " (rerun with --verbose for pytest's output)"))
+    return result
