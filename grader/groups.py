@@ -188,10 +188,18 @@ def _warm_numba_cache() -> bool:
     """Compile the kit's numba kernels into NUMBA_CACHE once per machine (trusted process)."""
     if is_student_handout():  # the handout has no compiled kernels of the kit's
         return False
-    fastops = Path(__file__).resolve().parent / "refnet" / "fastops.py"
-    # Keyed by fastops.py's size and mtime, as numba's own cache index is.
-    source = fastops.stat()
-    stamp = NUMBA_CACHE / f".warm-{source.st_size}-{source.st_mtime_ns}"
+    import hashlib
+
+    # Keyed by the size and mtime of every refnet module that defines numba kernels (as
+    # numba's own cache index is keyed by its source file's) and of fastops.py, whose
+    # warm_up() chooses what gets compiled: editing any of them warms the cache again.
+    digest = hashlib.sha256()
+    for source in sorted((Path(__file__).resolve().parent / "refnet").glob("*.py")):
+        if source.name != "fastops.py" and "njit" not in source.read_text(encoding="utf-8", errors="replace"):
+            continue
+        info = source.stat()
+        digest.update(f"{source.name}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    stamp = NUMBA_CACHE / f".warm-{digest.hexdigest()[:16]}"
     if not stamp.exists():
         NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run([sys.executable, "-c", "from grader.refnet import fastops; fastops.warm_up()"],
@@ -229,7 +237,7 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
                             None, time.perf_counter() - start, notes)
         arrays = {f"{c.name}/{k}": np.asarray(v) for c in cases for k, v in c.inputs.items()}
         np.savez(workdir / "inputs.npz", **arrays)
-        task = {"experiment": experiment, "group": spec.name, "resources": resources,
+        task = {"experiment": experiment, "group": spec.name, "resources": resources, "trusted": trusted,
                 "cases": [{"name": c.name, "kind": c.kind, "params": c.params} for c in cases]}
         limits = sandbox.Limits(wall_seconds=spec.wall_seconds * scale, cpu_seconds=spec.cpu_seconds * scale)
         if memory_bytes:

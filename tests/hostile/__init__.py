@@ -16,6 +16,8 @@ from grader.kit.paths import REFERENCE_DIR
 EXP = "exp_3_1_vgg"
 NETWORK = {"vgg19_pool5", "vgg19_softmax", "vgg19_top1"}
 LAYERS_1 = {"fc_forward", "relu_forward", "softmax_forward"}
+LAYERS_2 = {"conv_k3_p1_s1", "conv_k3_p0_s1_odd", "conv_k3_p2_s2", "conv_k1_p0_s1", "conv_k5_p2_s2_odd",
+            "conv_k2_p1_s2_n3", "pool_k2_s2", "pool_k2_s2_odd", "pool_k3_s2_overlap", "pool_k3_s1_n2"}
 
 
 def _with_hidden(names: set[str]) -> set[str]:
@@ -161,6 +163,11 @@ def _hostile_relu_forward(self, input):
 
 ReLULayer.forward = _hostile_relu_forward
 """}),
+    # The kit's own fast layers are no way around writing a convolution.
+    Hostile("import_refnet", 0, _with_hidden(LAYERS_2) | NETWORK, reason="not allowed in a submission", prepend={
+        "layers_2.py": "from grader.refnet import fastops"}),
+    Hostile("import_old_fastops", 0, _with_hidden(LAYERS_2) | NETWORK, reason="not allowed in a submission",
+            prepend={"layers_2.py": "import grader.fastops"}),
     Hostile("import_reference", 0, _with_hidden(LAYERS_1) | NETWORK, reason="not allowed in a submission", prepend={
         "layers_1.py": "from grader.reference.exp_3_1_vgg.layers_1 import *"}),
     Hostile("read_reference_by_path", 60, NETWORK, reason="Errno", append={
