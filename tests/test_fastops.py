@@ -1,4 +1,4 @@
-"""grader/fastops.py against independent implementations.
+"""grader.refnet.fastops against independent implementations.
 
 The convolution oracle is scipy.signal.correlate per (input channel, output channel)
 pair, summed in float64; max-pooling is checked against the book's four loops. Every
@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from grader.refnet import fastops
+from grader.refnet import blas, fastops, winograd
 
 
 @pytest.fixture(params=["cblas", "numpy"])
 def path(request, monkeypatch):
     """Run a test once with the BLAS path (when this numpy has one) and once without."""
     if request.param == "numpy":
-        monkeypatch.setenv(fastops._DISABLE_ENV, "1")
+        monkeypatch.setenv(blas.DISABLE_ENV, "1")
     else:
-        monkeypatch.delenv(fastops._DISABLE_ENV, raising=False)
-    fastops._blas.cache_clear()
-    if request.param == "cblas" and fastops._blas() is None:
+        monkeypatch.delenv(blas.DISABLE_ENV, raising=False)
+    blas.cblas.cache_clear()
+    if request.param == "cblas" and blas.cblas() is None:
         pytest.skip("no cblas found in this numpy; the numpy path is tested separately")
     yield request.param
-    fastops._blas.cache_clear()
+    blas.cblas.cache_clear()
 
 
 def conv_oracle(x, w, b, padding, stride):
@@ -132,15 +132,15 @@ def test_paths_agree_float32(monkeypatch):
     x = rng.standard_normal((2, 16, 15, 17), dtype=np.float32)
     w = rng.standard_normal((16, 3, 3, 24), dtype=np.float32)
     b = rng.standard_normal(24, dtype=np.float32)
-    fastops._blas.cache_clear()
+    blas.cblas.cache_clear()
     fast = fastops.conv2d_forward(x, w, b, 1, 1)
-    monkeypatch.setenv(fastops._DISABLE_ENV, "1")
-    fastops._blas.cache_clear()
+    monkeypatch.setenv(blas.DISABLE_ENV, "1")
+    blas.cblas.cache_clear()
     try:
         plain = fastops.conv2d_forward(x, w, b, 1, 1)
     finally:
-        monkeypatch.delenv(fastops._DISABLE_ENV)
-        fastops._blas.cache_clear()
+        monkeypatch.delenv(blas.DISABLE_ENV)
+        blas.cblas.cache_clear()
     assert fast.dtype == plain.dtype == np.float32
     np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast, conv_oracle(x, w, b, 1, 1), rtol=1e-4, atol=1e-4)
@@ -232,23 +232,23 @@ def test_backend_info_names_the_path(path):
 
 # ------------------------------------------------------------ Winograd F(2x2, 3x3)
 
-needs_winograd = pytest.mark.skipif(not fastops._winograd_available(),
+needs_winograd = pytest.mark.skipif(not winograd.available(),
                                     reason="Winograd path needs numba and cblas")
 
 
 @pytest.fixture
 def small_winograd(monkeypatch):
     """Let 16-channel layers take the Winograd path, to keep the oracle cheap."""
-    monkeypatch.setattr(fastops, "_WINOGRAD_MIN_CHANNELS", 16)
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 16)
 
 
 def direct_conv(x, w, b, padding, monkeypatch):
     """The shifted-GEMM path on the same inputs (Winograd switched off)."""
-    monkeypatch.setenv(fastops._NO_WINOGRAD_ENV, "1")
+    monkeypatch.setenv(winograd.NO_WINOGRAD_ENV, "1")
     try:
         return np.array(fastops.conv2d_forward(x, w, b, padding, 1))
     finally:
-        monkeypatch.delenv(fastops._NO_WINOGRAD_ENV)
+        monkeypatch.delenv(winograd.NO_WINOGRAD_ENV)
 
 
 # (N, Cin, H, W, Cout, padding): odd and even sizes, every padding, N > 1; channels at
@@ -268,7 +268,7 @@ WINOGRAD_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_matches_direct_and_scipy(case, dtype, monkeypatch, small_winograd):
     n, cin, h, w, cout, p = case
-    assert fastops._use_winograd(cin, cout, 3, 1, np.dtype(dtype))
+    assert winograd.applies(cin, cout, 3, 1, np.dtype(dtype))
     rng = np.random.default_rng(sum(case))
     x = rng.standard_normal((n, cin, h, w)).astype(dtype)
     wt = rng.standard_normal((cin, 3, 3, cout)).astype(dtype)
@@ -293,7 +293,7 @@ def test_winograd_float32_error_on_vgg_like_layer(monkeypatch):
     x = np.maximum(rng.standard_normal((1, 128, 28, 28), dtype=np.float32), 0)
     w = rng.standard_normal((128, 3, 3, 128), dtype=np.float32) * np.float32(np.sqrt(2 / (9 * 128)))
     b = rng.standard_normal(128, dtype=np.float32) * np.float32(0.01)
-    assert fastops._use_winograd(128, 128, 3, 1, np.dtype(np.float32))
+    assert winograd.applies(128, 128, 3, 1, np.dtype(np.float32))
     got = fastops.conv2d_forward(x, w, b, 1, 1)
     exact = fastops.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b, 1, 1)
     direct = direct_conv(x, w, b, 1, monkeypatch)

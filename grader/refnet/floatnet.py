@@ -17,25 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
 from grader.refnet import fastops
+from grader.kit.images import load_image  # the kit's one preprocessing; callers import it from here too
 from grader.kit.vgg_layout import LAYER_NAMES, layer_kind
-
-IMAGE_SIZE = 224
-
-
-def load_image(path: str | Path, mean) -> np.ndarray:
-    """Image file -> ``[1, 3, 224, 224]`` float64 minus ``mean`` (RGB, 3 values).
-
-    Pillow's bilinear resize of the uint8 image, as scipy.misc.imresize did in the book.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    image = Image.open(path).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-    data = np.asarray(image, dtype=np.float64) - np.asarray(mean, dtype=np.float64).reshape(1, 1, 3)
-    return data.transpose(2, 0, 1)[None]
 
 
 @dataclass
