@@ -14,6 +14,7 @@ grader itself failed (bad arguments, missing weights, an internal error).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -21,11 +22,22 @@ from pathlib import Path
 
 from grader.kit.paths import EXPERIMENTS, parse_experiments
 
-SUBCOMMANDS = ("release", "goldens", "weights", "batch", "calibrate")
+# Sub-command -> (module with main(argv), one line of help). Instructor commands live in
+# rooms the student handout does not ship (grader.authoring, grader.refnet).
+SUBCOMMANDS = {
+    "release": ("grader.authoring.release", "regenerate skeletons and stu_upload/, or build the student handout"),
+    "goldens": ("grader.authoring.goldens", "recompute data/golden/ from the reference (instructors)"),
+    "weights": ("grader.authoring.weights_cli", "status | synthetic | fetch | verify the VGG19 weights"),
+    "batch": ("grader.batch", "grade a folder of submissions into a CSV gradebook"),
+    "calibrate": ("grader.refnet.calibrate", "compute the DLP quant parameters for a weights file"),
+}
 
 
 def grade_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m grader", description="Grade a chapter-3 submission (60/80/100 tiers).")
+    commands = "\n".join(f"  python -m grader {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())
+    p = argparse.ArgumentParser(prog="python -m grader", description="Grade a chapter-3 submission (60/80/100 tiers).",
+                                epilog=f"sub-commands (each has its own --help):\n{commands}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--submission", default=None, help="folder shaped like stu_upload/ (default: stu_upload)")
     p.add_argument("--experiments", default=None, help="comma-separated subset of " + ",".join(EXPERIMENTS))
     p.add_argument("--json", dest="json_path", default=None, help="write the kit's JSON report here")
@@ -102,15 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         cmd, rest = argv[0], argv[1:]
-        if cmd == "release":
-            from grader.authoring.release import main as run
-        elif cmd == "goldens":
-            from grader.authoring.goldens import main as run
-        elif cmd == "weights":
-            from grader.authoring.weights_cli import main as run
-        elif cmd == "batch":
-            from grader.batch import main as run
-        else:
-            from grader.refnet.calibrate import main as run
-        return int(run(rest) or 0)
+        module_name = SUBCOMMANDS[cmd][0]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            print(f"grader: `python -m grader {cmd}` is an instructor command and is not part of the student "
+                  f"handout; ask your instructor (weights: `source env.sh` writes the synthetic VGG19)",
+                  file=sys.stderr)
+            return 2
+        return int(module.main(rest) or 0)
     return grade(argv)
