@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.authoring.markers import BEGIN_REFONLY, BEGIN_SOLUTION, END_REFONLY, END_SOLUTION, regions
+from grader.authoring.markers import MARKERS, given_lines, solution_lines
 from grader.kit.paths import EXPERIMENTS, HANDOUT_MARKER, REFERENCE_DIR, REPO_ROOT
 
 # Shorter lines (`else:`, `return x`, `import os`) are not evidence of a leak.
@@ -28,7 +28,6 @@ GRADER_SKIP = {"reference", "refnet", "authoring"}
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "output", ".git"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 MAX_DATA_FILE = 50 * 2**20
-MARKER_LINES = {BEGIN_SOLUTION, END_SOLUTION, BEGIN_REFONLY, END_REFONLY}
 
 
 class ReleaseError(Exception):
@@ -64,10 +63,10 @@ def secret_lines(reference_dir: Path = REFERENCE_DIR) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in reference_sources(reference_dir):
         rel = path.relative_to(reference_dir).as_posix()
-        for region, s in regions(path.read_text(encoding="utf-8")):
-            if region == "given":
-                given.add(s)
-            elif region == "solution" and len(s) >= MIN_LEAK_CHARS and not s.startswith("#"):
+        text = path.read_text(encoding="utf-8")
+        given |= given_lines(text, rel)
+        for s in solution_lines(text, rel):
+            if len(s) >= MIN_LEAK_CHARS:
                 found.setdefault(s, rel)
     return {s: src for s, src in found.items() if s not in given}
 
@@ -85,7 +84,7 @@ def scan_for_leaks(root: Path, reference_dir: Path = REFERENCE_DIR) -> list[Leak
             continue  # binary (png, npz): cannot hold a Python line as text
         for no, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
             s = line.strip()
-            if s in MARKER_LINES:
+            if s in MARKERS:
                 leaks.append(Leak(rel, no, s, "a solution marker"))
             elif s in secrets:
                 leaks.append(Leak(rel, no, s, secrets[s]))
@@ -183,7 +182,7 @@ def build_student_release(out_dir: Path, *, out=print) -> list[str]:
         raise ReleaseError(f"{out_dir} is not empty; remove it or choose a new folder")
     if not REFERENCE_DIR.is_dir():
         raise ReleaseError(f"{REFERENCE_DIR} is missing: a release is built from the instructor's kit")
-    from grader.authoring.release import expected_skeletons
+    from grader.authoring.skeletons import expected_skeletons
     notes: list[str] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

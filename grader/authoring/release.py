@@ -14,24 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from grader.authoring.markers import skeleton_for
-from grader.kit.paths import EXPERIMENTS, REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
-
-
-def reference_files(experiment: str) -> list[Path]:
-    folder = REFERENCE_DIR / experiment
-    return sorted(p for p in folder.glob("*.py") if p.name != "__init__.py")
-
-
-def expected_skeletons() -> dict[Path, str]:
-    """Map of repo-relative skeleton paths (both copies) to their generated text."""
-    out: dict[Path, str] = {}
-    for exp in EXPERIMENTS:
-        for src in reference_files(exp):
-            text = skeleton_for(src, REFERENCE_DIR)
-            out[Path(exp) / "skeleton" / src.name] = text
-            out[Path("stu_upload") / exp / src.name] = text
-    return out
+from grader.authoring.handout import ReleaseError, build_student_release
+from grader.authoring.skeletons import expected_skeletons, reference_files
+from grader.kit.paths import REPO_ROOT, STU_UPLOAD_DIR
 
 
 def refresh_repo(force: bool = False, out=sys.stdout) -> int:
@@ -68,7 +53,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite edited stu_upload files")
     args = parser.parse_args(argv)
     if args.out_dir:
-        from grader.authoring.handout import ReleaseError, build_student_release
         try:
             build_student_release(Path(args.out_dir))
         except ReleaseError as exc:
