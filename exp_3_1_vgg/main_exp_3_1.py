@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from grader.kit import goldens  # noqa: E402
 from grader.kit.compare import NETWORK_TOL, CheckFailure, assert_close  # noqa: E402
+from grader.kit.netloop import layer_names, progress_printer, run_layers  # noqa: E402
 from grader.kit.paths import DEFAULT_CAT, SYNSET_WORDS  # noqa: E402
 from grader.kit.submission import SubmissionError, load_module  # noqa: E402
 from grader.kit.weights import weights_for  # noqa: E402
@@ -33,23 +33,23 @@ def read_labels(path: Path = SYNSET_WORDS) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def run_layers(vgg, progress=print) -> dict:
-    """Run every layer of ``vgg`` in ``param_layer_name`` order; return {name: output}."""
-    current = vgg.input_image
-    outputs = {}
-    names = list(vgg.param_layer_name)
-    total_start = time.perf_counter()
-    for i, name in enumerate(names, start=1):
-        start = time.perf_counter()
-        current = vgg.layers[name].forward(current)
-        seconds = time.perf_counter() - start
-        shape = tuple(np.shape(current))
-        progress(f"  [{i:2d}/{len(names)}] {name:<8} {seconds:8.3f} s   output {shape}")
+def run_with_progress(vgg, write=print) -> dict:
+    """Run ``vgg`` layer by layer from ``vgg.input_image`` with a progress line per layer.
+
+    Returns ``{"pool5": [1, 512, 7, 7], "prob": [1, 1000]}`` (pool5 is None when the
+    network has no layer of that name).
+    """
+    names = layer_names(vgg)
+    show = progress_printer(names, write)
+    kept = {"pool5": None}
+
+    def on_layer(index, name, output, seconds):
+        show(index, name, output, seconds)
         if name == "pool5":
-            outputs["pool5"] = current
-    outputs["prob"] = current
-    progress(f"  forward total: {time.perf_counter() - total_start:.2f} s")
-    return outputs
+            kept["pool5"] = output
+
+    kept["prob"], _ = run_layers(vgg, vgg.input_image, on_layer=on_layer)
+    return kept
 
 
 def check_pool5(pool5, weights, image: Path) -> str:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         vgg.load_model()
         vgg.load_image(str(image))
         print(f"Running VGG19 on {image} ({len(vgg.param_layer_name)} layers)")
-        outputs = run_layers(vgg)
+        outputs = run_with_progress(vgg)
     except SubmissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

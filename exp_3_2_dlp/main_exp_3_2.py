@@ -6,10 +6,11 @@
 The book's flow with your vgg19_demo.py: VGG19(), build_model, load_model, then for each
 line ``path label`` of the file list (paths relative to the kit's root) load_image and
 get_top5, then the global accuracy. Afterwards, for the thought questions of 3.2.6, a
-comparison per image of the float32 VGG19 on the CPU with the DLP run (max softmax
-difference, L1, KL, top-1 agreement; host times measured, DLP times MODELLED by the
-emulator), per layer type, and the whole-net run against per-layer host<->device round
-trips.
+comparison per image of the CPU VGG19 of experiment 3.1 from the same submission folder
+(``<submission>/exp_3_1_vgg/vgg_cpu.py``) with the DLP run (max softmax difference, L1, KL,
+top-1 agreement; host times measured, DLP times MODELLED by the emulator), per layer type,
+and the whole-net run against per-layer host<->device round trips. An unfinished or
+missing 3.1 only skips the comparison.
 """
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from grader.kit.images import load_image  # noqa: E402
+from grader.kit.netloop import run_layers  # noqa: E402
 from grader.kit.paths import SYNSET_WORDS  # noqa: E402
+from grader.kit.quantparams import resolve_quant_params  # noqa: E402
 from grader.kit.submission import SubmissionError, load_module  # noqa: E402
+from grader.kit.vgg_layout import layer_kind  # noqa: E402
 from grader.kit.weights import WeightsInfo, weights_for  # noqa: E402
 
 EXPERIMENT = "exp_3_2_dlp"
@@ -96,11 +101,14 @@ def _device_figures(net) -> dict:
             "host_forward": sum(r["host_seconds"] or 0.0 for r in rows)}
 
 
-class StudentCPU:
-    """Your experiment-3.1 VGG19 as the CPU side of the comparison (student handout).
+class CpuVGG19:
+    """The CPU side of the comparison: experiment 3.1's VGG19 of the same submission.
 
-    Offers what the comparison uses of the kit's float network: ``image_mean``,
-    ``forward(x) -> {"Softmax": prob}`` and per-layer ``seconds``.
+    Built the book's way (build_model, init_model, load_model) from
+    ``<submission>/exp_3_1_vgg/vgg_cpu.py``; with ``--submission grader/reference`` that is
+    the reference's 3.1. ``forward(x)`` takes ``[1, 3, 224, 224]`` (cast to float32, as
+    3.1's load_image gives it) and returns the softmax ``[1, 1000]`` float64;
+    ``seconds`` holds each layer's time of the last forward.
     """
 
     def __init__(self, submission: str, weights: WeightsInfo):
@@ -109,53 +117,65 @@ class StudentCPU:
         self.vgg.build_model()
         self.vgg.init_model()
         self.vgg.load_model()
-        self.image_mean = np.asarray(self.vgg.image_mean, dtype=np.float64)
+        self.image_mean = np.asarray(self.vgg.image_mean, dtype=np.float64).reshape(-1)
         self.seconds: dict[str, float] = {}
 
-    def forward(self, x, keep=False):
-        current = np.asarray(x, dtype=np.float32)
-        for name in self.vgg.param_layer_name:
-            start = time.perf_counter()
-            current = self.vgg.layers[name].forward(current)
-            self.seconds[name] = time.perf_counter() - start
-        return {"Softmax": np.asarray(current, dtype=np.float64)}
+    def forward(self, x) -> np.ndarray:
+        prob, self.seconds = run_layers(self.vgg, np.asarray(x, dtype=np.float32))
+        return np.asarray(prob, dtype=np.float64)
+
+
+def _kind(name: str) -> str | None:
+    """The layer kind of one of the CPU network's names; None for a name VGG19 does not have."""
+    try:
+        return layer_kind(name)
+    except ValueError:
+        return None
+
+
+def _cpu_unavailable(where: str, exc: Exception) -> str:
+    """The note printed instead of the comparison when experiment 3.1 cannot run."""
+    if isinstance(exc, NotImplementedError):
+        return (f"comparison skipped: experiment 3.1 in {where} is not finished "
+                f"({exc or 'a TODO raises NotImplementedError'}); complete it to compare the CPU with the DLP")
+    return f"comparison skipped: the CPU side is experiment 3.1 of the same submission, and {exc}"
 
 
 def print_comparison(results, weights: WeightsInfo, submission: str = "stu_upload") -> None:
-    """CPU float32 reference against the DLP run, per image, then per layer type."""
-    from grader.kit.vgg_layout import layer_kind
-    try:
-        from grader.refnet.floatnet import FloatVGG19, load_image
-        print("\n=== CPU (float32 VGG19, numpy) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
-        print("loading the float32 reference network ...", flush=True)
-        ref = FloatVGG19.from_mat(weights.path, dtype=np.float32)
-    except ImportError:
-        # The student handout ships no float network: compare with the student's own 3.1.
-        from PIL import Image
+    """Experiment 3.1's VGG19 on the CPU against the DLP run, per image, then per layer type.
 
-        def load_image(path, mean):
-            img = np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float64)
-            return np.transpose(img - mean, (2, 0, 1))[None]
-        print("\n=== CPU (your exp_3_1_vgg VGG19) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
-        try:
-            ref = StudentCPU(submission, weights)
-        except (NotImplementedError, SubmissionError) as exc:
-            print(f"skipped: the CPU side is your experiment 3.1, which is not finished ({exc})")
-            return
+    The CPU side comes from the same submission folder. When its 3.1 is missing or
+    unfinished a note says so; the DLP results printed before stand on their own.
+    """
+    where = str(Path(submission) / "exp_3_1_vgg")
+    print("\n=== CPU (VGG19 of experiment 3.1, float32 input) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
+    print(f"building the CPU side from {where}/vgg_cpu.py ...", flush=True)
+    try:
+        ref = CpuVGG19(submission, weights)
+    except (NotImplementedError, SubmissionError) as exc:
+        print(_cpu_unavailable(where, exc))
+        return
     header = (f"{'image':<18}{'CPU fwd s':>10}{'DLP host s':>11}{'DLP model ms':>13}"
               f"{'max|dp|':>10}{'L1':>8}{'KL nats':>9}{'CPU top1':>9}{'DLP top1':>9}  agree")
-    print(header)
-    cpu_kind: dict[str, float] = {}
-    for row in results:
-        x = load_image(row["image"], ref.image_mean)
+    cpu_kind: dict[str | None, float] = {}
+    for number, row in enumerate(results):
+        x = load_image(row["image"], ref.image_mean)            # [1, 3, 224, 224] float64
         t0 = time.perf_counter()
-        p = ref.forward(x, keep=False)["Softmax"].reshape(-1).astype(np.float64)
+        try:
+            p = ref.forward(x).reshape(-1)
+        except NotImplementedError as exc:
+            print(_cpu_unavailable(where, exc))
+            return
         cpu_s = time.perf_counter() - t0
+        if number == 0:
+            print(header)   # only once the CPU side has run: an unfinished 3.1 prints just its note
         for name, sec in ref.seconds.items():
-            cpu_kind[layer_kind(name)] = cpu_kind.get(layer_kind(name), 0.0) + sec / len(results)
+            kind = _kind(name)
+            cpu_kind[kind] = cpu_kind.get(kind, 0.0) + sec / len(results)
         q = row["prob"]
         if q.shape != p.shape:
-            print(f"{row['image'].name:<18} the DLP output has {q.size} values, the reference {p.size}: not comparable")
+            print(f"{row['image'].name:<18} the DLP output has {q.size} values, the CPU side {p.size}: "
+                  "not comparable")
             continue
         host = f"{row['host_forward']:11.3f}" if "host_forward" in row else f"{row['seconds']:11.3f}"
         model = f"{row['totals']['whole_net_seconds'] * 1e3:13.3f}" if "totals" in row else f"{'n/a':>13}"
@@ -200,14 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file-list", default=str(DEFAULT_FILE_LIST),
                         help="lines 'image_path label', paths relative to the kit's root (default: %(default)s)")
     parser.add_argument("--weights", default=None, help="a MatConvNet VGG19 .mat (default: resolved as env.sh says)")
-    parser.add_argument("--no-compare", action="store_true", help="skip the CPU float32 comparison")
+    parser.add_argument("--no-compare", action="store_true", help="skip the comparison with the CPU VGG19 of experiment 3.1")
     parser.add_argument("--profile", action="store_true", help="print pycnml's per-layer profile of the last image")
     args = parser.parse_args(argv)
 
     try:
         entries = read_file_list(Path(args.file_list))
         weights = weights_for(args.weights)
-        from grader.kit.quantparams import resolve_quant_params
         quant_path = resolve_quant_params(weights)
         labels = SYNSET_WORDS.read_text(encoding="utf-8").splitlines(keepends=True)
     except (FileNotFoundError, ValueError) as exc:

@@ -10,7 +10,8 @@ import pytest
 
 from grader.kit import goldens
 from grader.kit.compare import NETWORK_TOL, assert_close
-from grader.refnet.floatnet import FloatVGG19, load_image
+from grader.kit.images import load_image
+from grader.refnet.floatnet import FloatVGG19
 from grader.kit.vgg_layout import LAYER_NAMES
 from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
 from grader.kit.weights import resolve_weights
