@@ -20,7 +20,9 @@ def build(results: list[ExperimentResult], session: GradingSession, seconds: flo
         "submission": str(session.submission),
         "weights": {"kind": session.weights.kind, "sha256": session.weights.sha256},
         "hidden_checks": {"enabled": session.hidden, "seed": session.seed if session.hidden else None},
-        "isolation": sandbox.protections_available(),
+        "isolation": dict(sandbox.protections_available(),
+                          **({"submission": "the kit's own grader/reference, run as trusted kit code"}
+                             if getattr(session, "trusted_submission", False) else {})),
         "experiments": [dict(r.as_dict(), error=r.error) for r in results],
     }
 

@@ -31,6 +31,10 @@ class GradingSession:
         self.weights = weights
         self.image = image
         self.reference_available = REFERENCE_DIR.is_dir() and any(REFERENCE_DIR.glob("exp_*/*.py"))
+        # The kit's own reference folder, graded as a submission, is the kit's code: it runs
+        # as a trusted group (its fast paths use grader.refnet, which student code may not).
+        # A copy of it anywhere else is a student's submission like any other.
+        self.trusted_submission = self.reference_available and Path(submission).resolve() == REFERENCE_DIR.resolve()
         self.hidden = self.reference_available and not visible_only
         self.seed = seed if seed is not None else secrets.randbelow(2**31)
         self.hide_paths = tuple(hide_paths)
@@ -93,7 +97,8 @@ class GradingSession:
                     print(f"    {experiment}: running the {group!r} checks ({len(cases)} case{'s' if len(cases) != 1 else ''}, "
                           f"time limit {spec.wall_seconds * self.time_scale:.0f} s) ...", file=self.progress)
                 run = run_group(self.submission, experiment, spec, cases,
-                                self.resources(experiment), hide_paths=self.hide_paths,
+                                self.resources(experiment), trusted=self.trusted_submission,
+                                hide_paths=self.hide_paths,
                                 memory_bytes=self.memory_bytes, time_scale=self.time_scale)
             if not reference:
                 self.notes.setdefault(experiment, []).extend(run.notes)

@@ -34,7 +34,7 @@ def failures(doc: dict) -> str:
 def broken_copy(tmp_path: Path, experiment: str, edits: dict[str, list[tuple[str, str]]]) -> Path:
     """Copy the reference folder of ``experiment`` and apply textual edits, each exactly once."""
     sub = tmp_path / "sub"
-    shutil.copytree(REFERENCE_DIR / experiment, sub / experiment, ignore=shutil.ignore_patterns("__pycache__"))
+    reference_copy(sub / experiment, experiment)
     for name, pairs in edits.items():
         path = sub / experiment / name
         text = path.read_text()
@@ -43,3 +43,19 @@ def broken_copy(tmp_path: Path, experiment: str, edits: dict[str, list[tuple[str
             text = text.replace(old, new)
         path.write_text(text)
     return sub
+
+
+# The reference's 3.1 fast path is the kit's own network (grader.refnet), which a
+# submission may not import. A copy of the reference graded as a submission therefore
+# takes the fast layers_2.py a student would write.
+STUDENT_FAST = {"exp_3_1_vgg": REPO_ROOT / "tests" / "solutions" / "vectorised" / "exp_3_1_vgg"}
+
+
+def reference_copy(dest: Path, experiment: str) -> Path:
+    """Copy the reference's ``experiment`` folder to ``dest`` as a fast, student-style submission."""
+    shutil.copytree(REFERENCE_DIR / experiment, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    fast = STUDENT_FAST.get(experiment)
+    if fast is not None:
+        for path in fast.glob("*.py"):
+            shutil.copy2(path, dest / path.name)
+    return dest

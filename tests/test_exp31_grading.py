@@ -21,16 +21,7 @@ def grade(submission: Path, tmp_path: Path, *extra: str) -> dict:
 
 
 def broken_copy(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
-    """A reference copy with planted bugs, its fast path limited to big inputs.
-
-    The small layer checks then run the book's loops (where the planted bugs live)
-    while the network stays quick.
-    """
-    edits = dict(edits)
-    fast_limits = [(f"if _USE_FAST:\n            self.input = input\n            self.output = fastops.{fn}(",
-                    f"if _USE_FAST and input.shape[2] >= 28:\n            self.input = input\n"
-                    f"            self.output = fastops.{fn}(") for fn in ("conv2d_forward", "maxpool2d_forward")]
-    edits["layers_2.py"] = fast_limits + edits.get("layers_2.py", [])
+    """A reference copy with planted bugs; its layers_2.py is the student-style vectorised one."""
     return gradeutil.broken_copy(tmp_path, EXP, edits)
 
 
@@ -63,8 +54,8 @@ def test_pristine_stu_upload_scores_0_with_clean_messages(tmp_path):
 
 # (name, edits, expected score, a check that must fail, words its message must contain)
 BROKEN = [
-    ("conv_missing_bias", {"layers_2.py": [(" + self.bias[idxc]", "")]}, 0, "conv_k3_p1_s1", "worst element"),
-    ("pool_mean_not_max", {"layers_2.py": [("idxw] = np.max(", "idxw] = np.mean(")]}, 0,
+    ("conv_missing_bias", {"layers_2.py": [(") + self.bias\n", ")\n")]}, 0, "conv_k3_p1_s1", "worst element"),
+    ("pool_mean_not_max", {"layers_2.py": [("windows.max(axis=(4, 5))", "windows.mean(axis=(4, 5))")]}, 0,
      "pool_k2_s2", "elements differ"),
     ("softmax_whole_batch", {"layers_1.py": [("np.sum(input_exp, axis=1, keepdims=True)", "np.sum(input_exp)")]}, 0,
      "softmax_forward", "elements differ"),

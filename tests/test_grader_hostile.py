@@ -21,6 +21,7 @@ import pytest
 
 from grader.kit.paths import GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
 from grader.kit.weights import resolve_weights
+from gradeutil import reference_copy
 from hostile import BY_NAME, EXP, HOSTILE  # tests/hostile, on sys.path beside this file
 
 TIME_SCALE = "0.05"   # layers group 9 s, network group 60 s
@@ -58,7 +59,7 @@ def build_all(folder: Path, names, copies_of_good: int = 1) -> None:
     for name in names:
         BY_NAME[name].build(folder, **values)
     for i in range(copies_of_good):
-        shutil.copytree(REFERENCE_DIR / EXP, folder / f"good_{i}" / EXP, ignore=shutil.ignore_patterns("__pycache__"))
+        reference_copy(folder / f"good_{i}" / EXP, EXP)
 
 
 @pytest.fixture(scope="module")

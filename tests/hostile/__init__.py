@@ -7,11 +7,10 @@ process) calls: the layer checks then show that the damage stayed contained.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.kit.paths import REFERENCE_DIR
+from gradeutil import reference_copy  # tests/, on sys.path
 
 EXP = "exp_3_1_vgg"
 NETWORK = {"vgg19_pool5", "vgg19_softmax", "vgg19_top1"}
@@ -56,7 +55,7 @@ class Hostile:
         """Write the submission into ``dest/<name>/exp_3_1_vgg``; returns the submission root."""
         root = dest / self.name
         folder = root / EXP
-        shutil.copytree(REFERENCE_DIR / EXP, folder, ignore=shutil.ignore_patterns("__pycache__"))
+        reference_copy(folder, EXP)
         for file, code in self.prepend.items():
             path = folder / file
             path.write_text(code.format(**values) + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
