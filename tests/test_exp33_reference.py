@@ -6,7 +6,6 @@ MatConvNet-layout .mat written with scipy.io.savemat.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,7 +17,8 @@ import scipy.io
 from PIL import Image
 
 from gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
-from grader.authoring.markers import solution_lines, strip_solutions
+from grader.authoring.markers import leaked_lines, strip_solutions
+from grader.kit import style
 from grader.kit.paths import DEFAULT_CONTENT, REFERENCE_DIR, REPO_ROOT
 from grader.kit.submission import load_module
 
@@ -294,13 +294,6 @@ def test_adam_matches_formula_3_17_for_three_steps(ref):
 
 # --------------------------------------------------------------------------- whole network
 
-def load_runner():
-    spec = importlib.util.spec_from_file_location("main_exp_3_3_under_test", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def tiny_vgg(ref, rng, width=(3, 4, 5, 6, 6)):
     """The real VGG19 class and layer order, with few channels per stage (float64)."""
     st = ref["style_transfer"]
@@ -323,16 +316,14 @@ def tiny_vgg(ref, rng, width=(3, 4, 5, 6, 6)):
 def test_style_transfer_gradient_from_losses_to_image(ref, fused):
     """Total loss of figure 3.21 (content relu4_2, style relu1_1..relu5_1) through the
     whole VGG19 structure back to the image, against centered differences."""
-    runner = load_runner()
     rng = np.random.default_rng(21)
     vgg = tiny_vgg(ref, rng)
     shape = (1, 3, 16, 16)
-    content, style = rng.standard_normal(shape) * 20, rng.standard_normal(shape) * 20
-    content_layers = {k: v.copy() for k, v in vgg.forward(content, runner.CONTENT_LOSS_LAYERS).items()}
-    style_layers = {k: v.copy() for k, v in vgg.forward(style, runner.STYLE_LOSS_LAYERS).items()}
-    objective = runner.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
-                                      content_layers, style_layers, alpha=1.0, beta=500.0, tv_weight=0.01,
-                                      fused=fused)
+    content, style_image = rng.standard_normal(shape) * 20, rng.standard_normal(shape) * 20
+    content_layers, style_layers = style.target_features(vgg, content, style_image)
+    objective = style.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
+                                     content_layers, style_layers, alpha=1.0, beta=500.0, tv_weight=0.01,
+                                     fused=fused)
     image = rng.standard_normal(shape) * 20
     total, content_loss, style_loss, tv, grad = objective(image)
     assert grad.shape == shape and np.all(np.isfinite(grad)) and np.any(grad != 0)
@@ -353,15 +344,14 @@ def test_style_transfer_gradient_from_losses_to_image(ref, fused):
 
 
 def test_fused_and_book_backward_give_the_same_gradient(ref):
-    runner = load_runner()
     rng = np.random.default_rng(22)
     vgg = tiny_vgg(ref, rng)
     shape = (1, 3, 32, 32)
-    content_layers = vgg.forward(rng.standard_normal(shape), runner.CONTENT_LOSS_LAYERS)
-    style_layers = vgg.forward(rng.standard_normal(shape), runner.STYLE_LOSS_LAYERS)
+    content_layers = vgg.forward(rng.standard_normal(shape), style.CONTENT_LOSS_LAYERS)
+    style_layers = vgg.forward(rng.standard_normal(shape), style.STYLE_LOSS_LAYERS)
     image = rng.standard_normal(shape)
-    results = [runner.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
-                                     content_layers, style_layers, 1.0, 500.0, 0.0, fused)(image)
+    results = [style.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
+                                    content_layers, style_layers, 1.0, 500.0, 0.0, fused)(image)
                for fused in (False, True)]
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     np.testing.assert_allclose(results[0][4], results[1][4], rtol=1e-9, atol=1e-12 * np.max(np.abs(results[0][4])))
@@ -421,19 +411,8 @@ def test_skeleton_keeps_book_todos_and_hides_solutions(name):
     compile(skeleton, f"{name}.py", "exec")
     assert skeleton.count("raise NotImplementedError") >= 1
     # Every code line of the skeleton must be given code (outside the solution blocks).
-    skeleton_lines = {line.strip() for line in skeleton.splitlines()}
-    given, inside = set(), False
-    for line in source.splitlines():
-        marker = line.strip()
-        if marker in ("### BEGIN SOLUTION", "### BEGIN REFERENCE ONLY"):
-            inside = True
-        elif marker in ("### END SOLUTION", "### END REFERENCE ONLY"):
-            inside = False
-        elif not inside:
-            given.add(marker)
-    for line in solution_lines(source):
-        if line in skeleton_lines:
-            assert line in given, f"solution line leaked into the {name} skeleton: {line}"
+    leaked = leaked_lines(source, skeleton, f"{EXP}/{name}.py")
+    assert not leaked, f"solution lines leaked into the {name} skeleton: {leaked}"
     assert not any(line.strip().startswith("###") for line in skeleton.splitlines())
     book_todos = {
         "layers_2": ["# TODO: 计算卷积层的前向传播", "# TODO: 计算卷积层的反向传播",
@@ -456,6 +435,7 @@ def run_runner(*args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_runner_smoke_writes_images_and_loss_curve(tmp_path, vgg_mat):
     out = tmp_path / "out"
     proc = run_runner("--submission", REFERENCE_DIR, "--weights", vgg_mat[0], "--steps", 3, "--size", "32x48",
