@@ -24,7 +24,7 @@ _aics_setup() {
     stamp="$root/.venv/.aics-installed"
     want="$(cat "$root/pyproject.toml" | cksum)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "env.sh: installing the kit and its dependencies (numpy, scipy, pillow, numba, pytest)"
+        echo "env.sh: installing the kit and its dependencies (numpy, scipy, pillow, numba, matplotlib, pytest)"
         "$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root" \
             || { echo "env.sh: pip install failed; see the messages above" >&2; return 1; }
         echo "$want" > "$stamp"
