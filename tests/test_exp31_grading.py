@@ -25,6 +25,7 @@ def broken_copy(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> Path
     return gradeutil.broken_copy(tmp_path, EXP, edits)
 
 
+@pytest.mark.slow
 def test_reference_scores_100_with_hidden_checks(tmp_path):
     doc = grade(REFERENCE_DIR, tmp_path)
     assert doc["total"] == 100 and doc["max_total"] == 100
@@ -71,6 +72,7 @@ BROKEN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,edits,expected,failing,words", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_submission_scores_expected_tier(tmp_path, name, edits, expected, failing, words):
     doc = grade(broken_copy(tmp_path, edits), tmp_path, "--visible-only")
@@ -105,6 +107,7 @@ def test_reference_loops_agree_with_fast_path(monkeypatch):
     np.testing.assert_array_equal(results["1"]["pool"], results["0"]["pool"])
 
 
+@pytest.mark.slow
 def test_runner_prints_labelled_top5(tmp_path):
     proc = subprocess.run([sys.executable, "exp_3_1_vgg/main_exp_3_1.py", "--submission", str(REFERENCE_DIR)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)

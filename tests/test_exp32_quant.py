@@ -66,6 +66,7 @@ def test_quant_tool_keeps_a_running_max_per_layer():
     assert 127 * 2.0 ** wider.position / wider.scale == pytest.approx(40.0)
 
 
+@pytest.mark.slow
 def test_calibrate_cli_writes_a_valid_file(tmp_path):
     """One image through the float net: filter pairs equal the committed file's (weights only),
     conv1_1's input pair is the image's own range, and no input range exceeds the 3-image one."""

@@ -19,6 +19,7 @@ from grader.kit.weights import resolve_weights
 RUNNER = REPO_ROOT / "exp_3_2_dlp" / "main_exp_3_2.py"
 
 
+@pytest.mark.slow
 def test_floatnet_agrees_with_the_exp31_reference_golden():
     """grader.refnet.floatnet and the 3.1 reference solution are independent implementations."""
     weights = resolve_weights(generate=False)

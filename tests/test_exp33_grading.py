@@ -16,6 +16,7 @@ def grade(submission: Path, tmp_path: Path, *extra: str) -> dict:
     return gradeutil.grade(submission, tmp_path, EXP, *extra)
 
 
+@pytest.mark.slow
 def test_reference_scores_100(tmp_path):
     doc = grade(REFERENCE_DIR, tmp_path)
     exp = doc["experiments"][0]
@@ -55,6 +56,7 @@ BROKEN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,edits,expected,failing,words", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_submission_scores_expected_tier(tmp_path, name, edits, expected, failing, words):
     doc = grade(gradeutil.broken_copy(tmp_path, EXP, edits), tmp_path, "--visible-only")

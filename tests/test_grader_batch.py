@@ -99,6 +99,7 @@ def rows(out: Path) -> dict[str, dict]:
         return {r["id"]: r for r in csv.DictReader(f)}
 
 
+@pytest.mark.slow
 def test_batch_grades_resumes_and_records_problems(tmp_path):
     folder, out = tmp_path / "subs", tmp_path / "out"
     folder.mkdir()

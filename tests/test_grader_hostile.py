@@ -24,6 +24,9 @@ from grader.kit.weights import resolve_weights
 from gradeutil import reference_copy
 from hostile import BY_NAME, EXP, HOSTILE  # tests/hostile, on sys.path beside this file
 
+# Every test here reads the shared batch run (minutes), so the whole module is slow.
+pytestmark = pytest.mark.slow
+
 TIME_SCALE = "0.05"   # layers group 9 s, network group 60 s
 SEED = 11
 IS_ROOT = os.geteuid() == 0

@@ -77,6 +77,7 @@ def test_release_refuses_a_non_empty_or_inner_folder(tmp_path):
         build_student_release(REPO_ROOT / "build" / "release")
 
 
+@pytest.mark.slow
 def test_release_grader_scores_skeleton_0_and_reference_100(release, tmp_path):
     pristine = release_grade(release, release / "stu_upload", tmp_path / "pristine.json")
     assert pristine["total"] == 0

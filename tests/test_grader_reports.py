@@ -51,6 +51,7 @@ def pristine_run(tmp_path_factory):
     return out, proc, doc
 
 
+@pytest.mark.slow
 def test_kit_json_has_the_documented_shape(reference_run):
     _, _, doc = reference_run
     assert doc["total"] == 100 and doc["max_total"] == 100
@@ -70,6 +71,7 @@ def test_visible_only_turns_hidden_checks_off(pristine_run):
     assert not any(c["hidden"] for c in doc["experiments"][0]["checks"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["reference_run", "pristine_run"])
 def test_gradescope_results_follow_the_spec(request, run):
     out, _, doc = request.getfixturevalue(run)
@@ -89,6 +91,7 @@ def test_gradescope_results_follow_the_spec(request, run):
     assert all(t["visibility"] == "after_published" for t in hidden)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["reference_run", "pristine_run"])
 def test_junit_is_valid_and_counts_failures(request, run):
     out, _, doc = request.getfixturevalue(run)
@@ -103,6 +106,7 @@ def test_junit_is_valid_and_counts_failures(request, run):
     assert all(c.get("classname").startswith(f"{EXP}.tier") for c in cases)
 
 
+@pytest.mark.slow
 def test_terminal_output_has_no_pytest_noise(reference_run, pristine_run):
     for _, proc, _ in (reference_run, pristine_run):
         assert not re.search(r"^[.FEsx]{5,}", proc.stdout, re.M), proc.stdout
@@ -155,7 +159,8 @@ def test_reference_runs_leave_nothing_readable(tmp_path, monkeypatch):
         workdir.mkdir()
         result = run_sandboxed([sys.executable, "-c", f"import os; os.listdir({str(work_root())!r})"],
                                workdir=workdir, limits=Limits(wall_seconds=30, cpu_seconds=30))
-        assert result.status == "exit" and "PermissionError" in result.stderr
+        # Not listable: mode 0711 where the child sees the host's /tmp, absent from its private view otherwise.
+        assert result.status == "exit" and ("PermissionError" in result.stderr or "FileNotFoundError" in result.stderr)
 
 
 def test_time_scale_shortens_limits(tmp_path):

@@ -1,14 +1,43 @@
 """Where the kit keeps things. Every path the kit uses at run time is derived here.
 
 The data folder can be moved with ``$AICS_DATA_DIR`` (a course server may keep the
-large weight files on a shared disk); everything else is relative to the repository.
+large weight files on a shared disk); everything else is relative to the kit's root
+(see :func:`_kit_root`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+KIT_ROOT_ENV = "AICS_KIT_ROOT"
+
+
+class KitNotFoundError(RuntimeError):
+    """The kit's folder (data/, stu_upload/, grader/reference/) cannot be found."""
+
+
+def _kit_root() -> Path:
+    """The kit's folder: the one holding ``data/``, ``stu_upload/`` and ``grader/reference/``.
+
+    Running from a kit's own tree (a checkout, an editable install or a student handout:
+    ``pyproject.toml`` beside ``grader/``), that tree; it wins over ``$AICS_KIT_ROOT`` so
+    that a handout's grader never reads the kit's reference when the kit's ``env.sh`` was
+    sourced. Installed into site-packages, ``$AICS_KIT_ROOT`` (``env.sh`` exports it).
+    """
+    source = Path(__file__).resolve().parents[2]
+    if (source / "pyproject.toml").is_file():
+        return source
+    value = os.environ.get(KIT_ROOT_ENV, "").strip()
+    root = Path(value).expanduser().resolve() if value else source
+    if "AICS_DATA_DIR" not in os.environ and not (root / "data").is_dir():
+        where = (f"${KIT_ROOT_ENV}={value} has no data/ folder" if value else
+                 f"the grader is installed in {source}, outside the kit, and ${KIT_ROOT_ENV} is not set")
+        raise KitNotFoundError(f"cannot find the kit's data: {where}. Set {KIT_ROOT_ENV} to the kit's folder "
+                               f"(the one holding data/ and stu_upload/), e.g. by `source env.sh` in it.")
+    return root
+
+
+REPO_ROOT = _kit_root()
 DATA_DIR = Path(os.environ.get("AICS_DATA_DIR", REPO_ROOT / "data"))
 IMAGES_DIR = DATA_DIR / "images"
 COURSE_DIR = DATA_DIR / "course"
