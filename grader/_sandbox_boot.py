@@ -13,7 +13,18 @@ With ``"namespace": true`` the process tree is::
          └─ the real command, unprivileged         rlimits set, execve'd
 
 When pid 1 exits the kernel kills everything left in its pid namespace, so no student
-process survives the run even if it left the grader's process group.
+process survives the run even if it left the grader's process group. Every stage asks the
+kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), so nothing outlives a
+grader that is killed itself.
+
+With a ``"view"`` in the spec the command does not see the machine's file system at all:
+it is chrooted into a fresh tmpfs holding only bind mounts of what it needs (read-only,
+except its work folder), private size-capped tmpfs for ``/tmp``, ``/var/tmp`` and
+``/dev/shm``, a few device nodes and its own ``/proc``. What is not listed is not there.
+
+Without root the same isolation comes from an unprivileged user namespace
+(``"userns": true``): the grader's user is mapped to itself inside, gets the capabilities
+to mount in its own namespaces, and loses them at the ``execve`` of the command.
 
 Messages for the grader go to ``status_fd`` as JSON lines; that descriptor is close-on-exec
 in the real command, so student code cannot forge them.
@@ -28,6 +39,7 @@ import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -77,32 +89,107 @@ def report(fd: int, **message) -> None:
         pass  # the grader went away; nothing useful left to do with the message
 
 
-def _overlay(folder: str, keep: list[str]) -> None:
-    """Cover a folder other users cannot traverse with a readable tmpfs holding only ``keep``.
+def _touch(path: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
 
-    The kept folders are opened before the tmpfs hides them and bound back from the open
-    descriptors, so a 0700 ``/root`` can expose ``/root/.pyenv/versions/3.11`` and nothing else.
+
+# statvfs flag -> mount flag: a remount must keep what the source mount has, because in
+# a user namespace the kernel refuses to clear flags the outer mount locked.
+_KEEP_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+               (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21), (os.ST_RDONLY, MS_RDONLY))
+
+
+def _bind(source: str, target: str, writable: bool, device: bool = False) -> None:
+    """Bind ``source`` at ``target`` (created as an empty folder or file), read-only unless ``writable``."""
+    if os.path.isdir(source):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        _touch(target)
+    mount(source, target, None, MS_BIND | MS_REC)
+    if device:
+        return   # device nodes keep their mount's flags (nodev would make them unusable)
+    held = os.statvfs(source).f_flag
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (0 if writable else MS_RDONLY)
+    flags |= sum(mflag for sflag, mflag in _KEEP_FLAGS if held & sflag)
+    mount(None, target, None, flags)
+
+
+def _cover(path: str) -> None:
+    """Make ``path`` (inside the view) empty and unreadable."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0000,size=4k")
+    else:
+        mount("/dev/null", path, None, MS_BIND)
+        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def build_view(view: dict) -> None:
+    """Fill the empty folder ``view["root"]`` with what the command may see (before chroot).
+
+    Order matters: tmpfs folders first, then binds from the outermost path inwards, so a
+    work folder under ``/tmp`` lands inside the private ``/tmp``.
     """
-    fds = [(k, os.open(k, os.O_PATH | os.O_CLOEXEC)) for k in keep]
-    mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-    for path, fd in fds:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.close(fd)
-    mount(None, folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    root = view["root"]
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+    inside = lambda path: root + path  # noqa: E731 - every view path is absolute
+    for path, size, mode in view.get("tmpfs", ()):
+        os.makedirs(inside(path), mode=0o755, exist_ok=True)
+        mount("tmpfs", inside(path), "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode:o},size={int(size)}")
+    for target, link in view.get("symlinks", ()):
+        os.makedirs(os.path.dirname(inside(link)), mode=0o755, exist_ok=True)
+        os.symlink(target, inside(link))
+    for device in view.get("devices", ()):
+        _bind(device, inside(device), writable=True, device=True)
+    for source, target, writable in sorted(view.get("binds", ()), key=lambda b: b[1].count("/")):
+        _bind(source, inside(target), writable)
+    for path in view.get("hide", ()):
+        _cover(inside(path))
+    os.makedirs(inside("/proc"), mode=0o555, exist_ok=True)
+    # Nothing may be added to the view's skeleton itself.
+    mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def enter_view(view: dict, with_proc: bool) -> None:
+    """chroot into the view (after a private /proc for the current pid namespace, if wanted)."""
+    root = view["root"]
+    if with_proc:
+        mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chroot(root)
+    os.chdir("/")
+
+
+def _map_user(uid: int, gid: int) -> None:
+    """Map the grader's own user and group to themselves inside a new user namespace."""
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{gid} {gid} 1")
 
 
 def setup_namespaces(spec: dict) -> list[str]:
-    """Unshare and mount; returns the namespaces obtained. Needs root."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    features = ["mount"]
+    """Unshare and mount; returns the namespaces obtained. Needs root, or ``userns``."""
+    if spec.get("userns"):
+        uid, gid = os.getuid(), os.getgid()
+        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
+        _map_user(uid, gid)
+        features = ["user", "mount"]
+    else:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        features = ["mount"]
     for name, flag in OPTIONAL_NAMESPACES:
         if _libc.unshare(flag) == 0:
             features.append(name)
     # Without this our mounts would propagate back to the host's mount table.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    for item in spec.get("overlays", ()):
-        _overlay(item["dir"], item["keep"])
+    if spec.get("view"):
+        build_view(spec["view"])
+        return features
     for path in spec.get("readonly", ()):
         mount(path, path, None, MS_BIND | MS_REC)
         mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -127,6 +214,8 @@ def exec_command(spec: dict, argv: list[str]) -> None:
             os.setuid(spec["uid"])
             if os.getuid() == 0 or os.geteuid() == 0:
                 raise BootError("privileges were not dropped")
+        # Changing credentials clears the parent-death signal: ask for it again.
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # setuid binaries (su, ping, ...) must not hand privileges back.
         _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         # Limits after the drop: an unprivileged process may lower them but never raise them.
@@ -152,9 +241,15 @@ def run_as_init(spec: dict, argv: list[str]) -> None:
     fd = spec["status_fd"]
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     try:
-        # A private /proc hides the grader's and other runs' processes from the student.
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    except BootError as exc:
+        if spec.get("view"):
+            enter_view(spec["view"], with_proc=True)
+        else:
+            # A private /proc hides the grader's and other runs' processes from the student.
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except (BootError, OSError) as exc:
+        if spec.get("view"):
+            report(fd, boot_error=f"entering the sandbox's view: {exc}")
+            os._exit(BOOT_FAILED)
         report(fd, warning=str(exc))
     child = os.fork()
     if child == 0:
@@ -180,7 +275,7 @@ def probe(fd: int) -> None:
     """Report which namespaces and mounts work here, touching nothing outside a temp folder."""
     import tempfile
     try:
-        features = setup_namespaces({})
+        features = setup_namespaces({"userns": os.geteuid() != 0})
         with tempfile.TemporaryDirectory() as tmp:
             mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k")
             mount(None, tmp, None, MS_REMOUNT | MS_RDONLY)
@@ -190,10 +285,25 @@ def probe(fd: int) -> None:
         report(fd, boot_error=str(exc))
 
 
+def join_cgroups(spec: dict) -> None:
+    """Move this stage (and so everything it starts) into the run's cgroups."""
+    for procs in spec.get("cgroups", ()):
+        try:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            report(spec["status_fd"], warning=f"could not join cgroup {procs}: {exc}")
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     argv = sys.argv[2:]
     fd = spec["status_fd"]
+    # Nothing of the sandbox may outlive the grader, even when the grader is SIGKILLed.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if spec.get("parent_pid") and os.getppid() != spec["parent_pid"]:
+        os._exit(BOOT_FAILED)   # the grader died before the line above took effect
+    join_cgroups(spec)
     if spec.get("probe"):
         probe(fd)
         return
@@ -206,6 +316,12 @@ def main() -> None:
         os._exit(BOOT_FAILED)
     report(fd, features=features)
     if "pid" not in features:
+        if spec.get("view"):
+            try:
+                enter_view(spec["view"], with_proc=False)
+            except (BootError, OSError) as exc:
+                report(fd, boot_error=f"entering the sandbox's view: {exc}")
+                os._exit(BOOT_FAILED)
         exec_command(spec, argv)
     init = os.fork()
     if init == 0:

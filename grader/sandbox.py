@@ -12,23 +12,30 @@ What the child gets, on every machine:
   cwd and HOME in the work folder;
 * rlimits on CPU time, address space, file size and core dumps.
 
-When the grader runs as root it also gets, in a private mount/pid/net/ipc namespace set
+When the grader runs as root it also gets, in private mount/pid/net/ipc namespaces set
 up by :mod:`grader._sandbox_boot`:
 
-* an unprivileged user (``aics-sandbox``, created on first use, else ``nobody``), no
-  supplementary groups, ``no_new_privs`` and a process-count limit;
-* ``hide_paths`` covered by an empty read-only tmpfs, ``readonly_paths`` bound read-only;
-* folders it needs that sit below a root-only parent (a venv whose interpreter lives in a
-  0700 ``/root/.pyenv``, a pytest temp folder) made reachable by a tmpfs over the root-only
-  parent that holds just those folders; no network; its own /proc.
+* a user id of its own for this run (from :data:`UID_BASE`, no passwd entry, no
+  supplementary groups, ``no_new_privs``), so no two runs share files, processes or a
+  process-count limit;
+* a cgroup (:mod:`grader.cgroup`) bounding the memory and the processes of the whole
+  tree, killed as a whole at the end;
+* an allow-list view of the file system: the system's programs and libraries, the Python
+  environment, the ``readonly_paths`` and its work folder, nothing else; ``hide_paths``
+  inside that view covered by an empty tmpfs; private size-capped ``/tmp``, ``/var/tmp``
+  and ``/dev/shm``; no network; its own /proc.
 
-If namespaces are refused (some containers), hidden paths fall back to root-owned mode
-0700 and read-only paths lose their group/other write bits: that changes permissions on
-disk and is listed in ``RunResult.protections["changed_permissions"]``. Set
-``AICS_SANDBOX_METHOD`` to ``permissions`` or ``none`` to choose a weaker method.
+Not root, the same view comes from an unprivileged user namespace where the kernel
+allows one (``method: userns``). If namespaces are refused (some containers), hidden
+paths fall back to root-owned mode 0700 and read-only paths lose their group/other write
+bits: that changes permissions on disk and is listed in
+``RunResult.protections["changed_permissions"]``. Set ``AICS_SANDBOX_METHOD`` to
+``permissions`` or ``none`` to choose a weaker method.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -36,8 +43,10 @@ import re
 import shutil
 import signal
 import stat
+import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -45,6 +54,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from grader import cgroup
 from grader.kit.paths import REPO_ROOT
 
 BOOT_SCRIPT = Path(__file__).resolve().with_name("_sandbox_boot.py")
@@ -52,7 +62,22 @@ BOOT_FAILED = 121  # must match grader._sandbox_boot.BOOT_FAILED
 SANDBOX_USER = "aics-sandbox"
 MAX_PROCESSES = 256  # threads count too; numpy/numba/BLAS are pinned to one thread each
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-METHODS = ("namespace", "permissions", "none")
+METHODS = ("namespace", "userns", "permissions", "none")
+# What every child's view holds besides its own paths: the system's programs and
+# libraries, a few files of /etc, device nodes, and private size-capped temp folders.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
+                "/etc/nsswitch.conf", "/etc/localtime", "/etc/hosts")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+DEV_LINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"),
+             ("/proc/self/fd/2", "/dev/stderr"))
+PRIVATE_TMP = (("/dev", 64 * 1024, 0o755), ("/tmp", 512 * 2**20, 0o1777), ("/var/tmp", 64 * 2**20, 0o1777),
+               ("/dev/shm", 256 * 2**20, 0o1777))
+# Each run gets its own user id from this range (no passwd entry needed): its processes,
+# files and RLIMIT_NPROC are its own, never shared with a neighbouring run.
+UID_BASE = int(os.environ.get("AICS_SANDBOX_UID_BASE", "3100000000"))
+UID_SLOTS = 4096
+UID_LOCK_DIR = Path(os.environ.get("AICS_SANDBOX_LOCK_DIR", "/run/aics-sandbox"))
 _CHUNK = 64 * 1024
 _POLL = 0.05
 # After the child has gone, how long leftover holders of its output pipes may keep them open.
@@ -170,9 +195,11 @@ def _sandbox_user(create: bool) -> tuple[pwd.struct_passwd | None, str]:
 
 @lru_cache(maxsize=1)
 def _namespace_probe() -> tuple[list[str], str]:
-    """Ask the boot stage to unshare and mount once; (features, error)."""
-    if not _is_root():
-        return [], "not running as root"
+    """Ask the boot stage to unshare and mount once; (features, error).
+
+    As root: mount/pid/net/ipc namespaces. Otherwise: the same inside an unprivileged
+    user namespace, where the kernel allows one.
+    """
     read, write = os.pipe()
     try:
         proc = subprocess.run(
@@ -196,9 +223,21 @@ def protections_available() -> dict:
     requested = _requested_method()
     info: dict = {"root": _is_root(), "requested_method": requested}
     if not _is_root():
-        info.update(privilege_drop=False, method="none", namespaces=[], user=pwd.getpwuid(os.geteuid()).pw_name,
-                    reason_off="the grader is not running as root, so the child runs as the same user "
-                               "and can read whatever that user can (hidden checks and references included)")
+        features, error = _namespace_probe() if requested in (None, "userns", "namespace") else ([], "")
+        info.update(privilege_drop=False, namespaces=features, user=pwd.getpwuid(os.geteuid()).pw_name)
+        if features and "user" in features:
+            info.update(method="userns", isolated=True,
+                        note="not root: the child runs as the grader's user inside its own user, mount, pid "
+                             "and network namespaces, and sees only a read-only view of what it needs; "
+                             "no per-run user id and no cgroup limits (rlimits only)")
+        else:
+            info.update(method="none", isolated=False,
+                        reason_off="the grader is not running as root and user namespaces are unavailable"
+                                   + (f" ({error})" if error else "") + ", so the child runs as the same user: "
+                                   "it can read whatever that user can (hidden checks and references included), "
+                                   "write the kit and the reports, and leave processes behind",
+                        unprotected=["reading the kit's reference and hidden checks", "writing the kit",
+                                     "writing the reports", "processes outliving the check"])
         return info
     entry = _lookup_user(os.environ.get("AICS_SANDBOX_USER", SANDBOX_USER))
     info["user"] = entry.pw_name if entry else (f"{SANDBOX_USER} (created on first run)"
@@ -208,12 +247,18 @@ def protections_available() -> dict:
     info["namespaces"] = features
     if requested in (None, "namespace") and features:
         info["method"] = "namespace"
+        info["isolated"] = True
     elif requested == "none":
         info["method"] = "none"
+        info["isolated"] = False
+        info["unprotected"] = ["reading the kit's reference and hidden checks"]
     else:
         info["method"] = "permissions"
+        info["isolated"] = True
         if not features:
             info["reason_off"] = f"mount namespaces unavailable ({error}); hidden paths are made root-only instead"
+    from grader import cgroup
+    info["cgroups"] = cgroup.describe()
     return info
 
 
@@ -256,21 +301,6 @@ def _blocking_parent(path: Path) -> Path | None:
         if parent != Path("/") and not _other_can_enter(parent):
             return parent
     return None
-
-
-def _plan_overlays(needed: list[Path]) -> tuple[list[dict], list[str]]:
-    overlays: dict[Path, list[str]] = {}
-    for path in needed:
-        top = _blocking_parent(path)
-        if top is not None:
-            overlays.setdefault(top, []).append(str(path))
-    plan = []
-    for top, keep in overlays.items():
-        # A folder inside another kept one comes along with its bind mount.
-        paths = sorted({Path(k) for k in keep})
-        outer = [p for p in paths if not any(q != p and q in p.parents for q in paths)]
-        plan.append({"dir": str(top), "keep": [str(p) for p in outer]})
-    return plan, [str(t) for t in overlays]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -366,6 +396,46 @@ def _failed_start(message: str, protections: dict, seconds: float = 0.0, stderr:
     return RunResult("start-failed", None, None, seconds, "", stderr, False, f"could not start: {message}", protections)
 
 
+# --------------------------------------------------------------------------- disk cap
+
+_libc = None
+
+
+def _mount_tmpfs(path: Path, size_bytes: int) -> str:
+    """Mount a tmpfs of ``size_bytes`` on ``path``; '' on success, else why not."""
+    global _libc
+    import ctypes
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    data = f"size={int(size_bytes)},mode=0700".encode()
+    if _libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 2 | 4, data) != 0:   # MS_NOSUID | MS_NODEV
+        err = ctypes.get_errno()
+        return f"mount failed: {os.strerror(err)}"
+    return ""
+
+
+@contextlib.contextmanager
+def capped_folder(path: Path, size_bytes: int):
+    """Make the empty folder ``path`` a tmpfs of at most ``size_bytes`` while the block runs.
+
+    The child's work folder is the one place it may write; as a size-capped tmpfs, writing
+    many files cannot fill the machine's disk (pages are charged to the run's cgroup too).
+    Yields a note for the report: '' when capped, else why not (not root, mount refused).
+    """
+    path = Path(path)
+    if not _is_root():
+        yield "not root: the work folder's size is capped per file only"
+        return
+    why = _mount_tmpfs(path, size_bytes)
+    try:
+        yield (f"mount refused ({why}): the work folder's size is capped per file only" if why else "")
+    finally:
+        if not why:
+            _libc.umount2(os.fsencode(path), 2)   # MNT_DETACH: gone even if something holds it open
+
+
 # --------------------------------------------------------------------------- main entry
 
 def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[str, str] | None = None,
@@ -402,7 +472,8 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
         return _failed_start(f"command {argv[0]!r} not found", protections)
     exe = os.path.abspath(exe)
 
-    spec: dict = {"workdir": str(workdir), "exe": exe, "namespace": False, "uid": None, "gid": None}
+    spec: dict = {"workdir": str(workdir), "exe": exe, "namespace": False, "uid": None, "gid": None,
+                  "parent_pid": os.getpid()}
     cpu_hard = int(limits.cpu_seconds + max(2.0, 0.1 * limits.cpu_seconds)) + 1
     rlimits = {
         "RLIMIT_CPU": [max(1, int(round(limits.cpu_seconds))), cpu_hard],
@@ -410,33 +481,38 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
         "RLIMIT_FSIZE": [int(limits.file_bytes)] * 2,
         "RLIMIT_CORE": [0, 0],
     }
+    uid_lock = None
+    group = None
     try:
+        requested = _requested_method()
         if drop:
-            entry, note = _sandbox_user(create=True)
-            if entry is None:
-                return _failed_start(f"no unprivileged user to run as ({note})", protections)
-            uid, gid = entry.pw_uid, entry.pw_gid
-            rlimits["RLIMIT_NPROC"] = [MAX_PROCESSES, MAX_PROCESSES]
-            spec.update(uid=uid, gid=gid, user=entry.pw_name)
-            protections.update(privilege_drop=True, user=entry.pw_name)
-            if note:
-                protections["note"] = note
+            uid, gid, uid_lock, name = _run_identity()
+            spec.update(uid=uid, gid=gid, user=name)
+            protections.update(privilege_drop=True, user=name, uid=uid)
             _chown_tree(workdir, uid, gid)
-            requested = _requested_method()
+            group, why_not = cgroup.create(f"run-{uid}-{os.getpid()}-{workdir.name[-8:]}", limits.memory_bytes,
+                                           MAX_PROCESSES)
+            if group is not None:
+                spec["cgroups"] = group.procs_files
+                protections["cgroup"] = f"{group.layout}: memory {_gib(limits.memory_bytes)} and " \
+                                        f"{MAX_PROCESSES} processes for the whole check group"
+            else:
+                # Without a cgroup the per-user process limit is all there is; the user id is
+                # this run's own, so it is never shared with a neighbour.
+                rlimits["RLIMIT_NPROC"] = [MAX_PROCESSES, MAX_PROCESSES]
+                protections["cgroup"] = f"none ({why_not}): limits are per process (rlimits)"
             features, error = _namespace_probe() if requested in (None, "namespace") else ([], "")
             needed = _needed_paths(exe, child_env, workdir, readonly)
-            spec["must_reach"] = [str(p) for p in needed]
             existing_hidden = [p for p in hide if os.path.lexists(p)]
             if features:
-                overlays, covered = _plan_overlays(needed)
-                spec.update(namespace=True, overlays=overlays, readonly=[str(p) for p in readonly],
-                            hide=[str(p) for p in existing_hidden])
+                spec.update(namespace=True, view=_view(exe, workdir, readonly, existing_hidden))
                 protections.update(method="namespace", hidden_paths=[str(p) for p in existing_hidden],
                                    readonly_paths=[str(p) for p in readonly], namespaces=features,
-                                   root_only_parents_bridged=covered)
+                                   view="only the listed paths, read-only; private /tmp, /var/tmp, /dev/shm")
             elif requested == "none":
                 protections["reason_off"] = "AICS_SANDBOX_METHOD=none: hidden and read-only paths not enforced"
             else:
+                spec["must_reach"] = [str(p) for p in needed]
                 changed = _restrict_hidden(existing_hidden) + _restrict_readonly(readonly, uid, gid)
                 protections.update(method="permissions", hidden_paths=[str(p) for p in existing_hidden],
                                    readonly_paths=[str(p) for p in readonly], changed_permissions=changed)
@@ -445,14 +521,143 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
                 unreachable = [str(p) for p in needed if _blocking_parent(p) is not None]
                 if unreachable:
                     protections["unreachable"] = unreachable
+        elif not root and requested in (None, "userns", "namespace") and drop_privileges is not False:
+            features, error = _namespace_probe()
+            if "user" in features:
+                existing_hidden = [p for p in hide if os.path.lexists(p)]
+                spec.update(namespace=True, userns=True, view=_view(exe, workdir, readonly, existing_hidden))
+                protections.update(method="userns", hidden_paths=[str(p) for p in existing_hidden],
+                                   readonly_paths=[str(p) for p in readonly], namespaces=features,
+                                   view="only the listed paths, read-only; private /tmp, /var/tmp, /dev/shm",
+                                   reason_off="not root: same user id as the grader, no cgroup limits")
+        spec["rlimits"] = rlimits
+        return _run(argv, spec, child_env, workdir, limits, protections, group)
     except OSError as exc:
         return _failed_start(f"sandbox preparation failed: {exc}", protections)
-    spec["rlimits"] = rlimits
-    return _run(argv, spec, child_env, workdir, limits, protections)
+    finally:
+        if group is not None:
+            group.kill()
+            group.remove()
+        if uid_lock is not None:
+            os.close(uid_lock)
+        view = spec.get("view")
+        if view and os.path.isdir(view["root"]):
+            try:
+                os.rmdir(view["root"])
+            except OSError:
+                pass
+
+
+def _view(exe: str, workdir: Path, readonly: list[Path], hidden: list[Path]) -> dict:
+    """What the child's file system holds (see ``_sandbox_boot.build_view``): an allow-list."""
+    binds: list[list] = []
+    symlinks: list[list[str]] = [[target, link] for target, link in DEV_LINKS]
+    seen: set[str] = set()
+
+    def add(path: Path, writable: bool = False) -> None:
+        if not os.path.lexists(path):
+            return
+        if path.is_symlink() and str(path.parent) == "/":
+            symlinks.append([os.readlink(path), str(path)])   # /bin -> usr/bin on merged-/usr systems
+            return
+        real = path.resolve()
+        key = str(real)
+        if key in seen:
+            return
+        seen.add(key)
+        binds.append([key, key, writable])
+
+    for name in SYSTEM_PATHS:
+        add(Path(name))
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+        add(Path(prefix))
+    real_exe = Path(exe).resolve()
+    if not any(real_exe.is_relative_to(b[0]) for b in binds):
+        add(real_exe.parent)
+    for path in readonly:
+        add(path)
+    add(workdir, writable=True)
+    root = Path(tempfile.mkdtemp(prefix="aics-view-"))   # an empty mount point; removed after the run
+    os.chmod(root, 0o755)
+    return {"root": str(root), "binds": binds, "symlinks": symlinks,
+            "tmpfs": [[path, size, mode] for path, size, mode in PRIVATE_TMP],
+            "devices": [d for d in DEVICES if os.path.exists(d)], "hide": [str(p) for p in hidden]}
+
+
+def _run_identity() -> tuple[int, int, int, str]:
+    """(uid, gid, lock fd, name) of this run: a user id no other run holds at the same time."""
+    if os.environ.get("AICS_SANDBOX_USER"):
+        entry, note = _sandbox_user(create=False)
+        if entry is None:
+            raise OSError(f"no unprivileged user to run as ({note})")
+        return entry.pw_uid, entry.pw_gid, None, entry.pw_name
+    UID_LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    start = secrets.randbelow(UID_SLOTS)
+    for step in range(UID_SLOTS):
+        slot = (start + step) % UID_SLOTS
+        fd = os.open(UID_LOCK_DIR / f"uid-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        uid = UID_BASE + slot
+        return uid, uid, fd, f"{SANDBOX_USER} (uid {uid})"
+    raise OSError(f"all {UID_SLOTS} sandbox user ids are in use")
+
+
+def _leftovers(uid: int) -> list[int]:
+    """Processes still running as ``uid`` (this run's own user id) after the run."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid:
+                            found.append(int(entry))
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def _run(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits: Limits,
-         protections: dict) -> RunResult:
+         protections: dict, group=None) -> RunResult:
+    try:
+        return _run_child(argv, spec, env, workdir, limits, protections, group)
+    finally:
+        view = spec.get("view")
+        if view:
+            try:
+                os.rmdir(view["root"])
+            except OSError:
+                pass
+
+
+def _after(spec: dict, protections: dict, group) -> None:
+    """Kill whatever of the run is left: its cgroup, or every process of its own user id."""
+    if group is not None:
+        left = group.kill()
+        if left:
+            protections["leftover_process"] = f"{left} process(es) of the check were still running; killed"
+        return
+    uid = spec.get("uid")
+    if uid is not None and uid >= UID_BASE:
+        left = _leftovers(uid)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if left:
+            protections["leftover_process"] = f"{len(left)} process(es) of the check were still running; killed"
+
+
+def _run_child(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits: Limits,
+               protections: dict, group) -> RunResult:
     status_read, status_write = os.pipe()
     spec["status_fd"] = status_write
     command = [sys.executable, "-I", "-S", str(BOOT_SCRIPT), json.dumps(spec), *argv]
@@ -486,8 +691,9 @@ def _run(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits
                 break
             time.sleep(_POLL)
     except BaseException:
-        # The grader itself is stopping (Ctrl-C, its own timeout): take the child with it.
+        # The grader itself is stopping (Ctrl-C, SIGTERM, its own timeout): take the child with it.
         _kill_group(proc.pid)
+        _after(spec, protections, group)
         proc.wait()
         os.close(status_read)
         raise
@@ -495,6 +701,8 @@ def _run(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits
     proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting again
     # Leftovers in the group (a forked grandchild) must not outlive the run or hold the pipes.
     _kill_group(proc.pid)
+    oom_kills = group.oom_kills() if group is not None else 0
+    _after(spec, protections, group)
     for reader in readers:
         reader.join(timeout=_DRAIN_GRACE)
     leftover = any(reader.is_alive() for reader in readers)
@@ -531,11 +739,14 @@ def _run(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits
         return result("timeout", f"timed out after {limits.wall_seconds:.1f} s (wall-clock limit)")
     if boot_error is not None and returncode == BOOT_FAILED:
         return _failed_start(boot_error, protections, seconds, stderr)
-    return _classify(result, returncode, sig, cpu, stderr, limits)
+    return _classify(result, returncode, sig, cpu, stderr, limits, oom_kills)
 
 
-def _classify(result, returncode: int, sig: int | None, cpu: float, stderr: str, limits: Limits) -> RunResult:
+def _classify(result, returncode: int, sig: int | None, cpu: float, stderr: str, limits: Limits,
+              oom_kills: int = 0) -> RunResult:
     mem = _gib(limits.memory_bytes)
+    if sig == signal.SIGKILL and oom_kills:
+        return result("memory-limit", f"killed: the processes of this check together exceeded the {mem} memory limit")
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits.cpu_seconds - 0.5):
         return result("cpu-limit",
                       f"stopped after {cpu:.1f} s of CPU time (CPU-time limit {limits.cpu_seconds:.1f} s)")
