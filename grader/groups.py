@@ -3,13 +3,15 @@
 The parent (this module) is trusted; the child (``grader.probe``) runs student code.
 For each (experiment, group) one sandboxed process is started in a fresh work folder
 holding a copy of the submission's experiment folder, the case inputs and a task file.
-Outputs come back as float64 ``.npz`` files loaded with ``allow_pickle=False``.
+Outputs come back as float64 ``.npz`` files, read as hostile input by ``grader.results``.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -19,15 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from grader import sandbox
+from grader import sandbox, timing_server
 from grader.experiments import Case, GroupSpec
-from grader.kit.paths import GENERATED_DIR, GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT, is_student_handout
+from grader.kit.paths import (GENERATED_DIR, GOLDEN_DIR, IMAGES_DIR, REFERENCE_DIR, REPO_ROOT, SYNSET_WORDS,
+                              is_student_handout)
+from grader.results import MAX_FILE_BYTES, MAX_GROUP_BYTES, Refused, ResultsFolder
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.
 NUMBA_CACHE = GENERATED_DIR / "numba-cache"
 MAX_SUBMISSION_BYTES = 50 * 2**20   # per experiment folder; larger files are skipped
-MAX_RESULT_BYTES = 256 * 2**20
-MAX_JSON_BYTES = 2**20
+MAX_RESULT_BYTES = MAX_FILE_BYTES        # one results file the parent reads back
+MAX_GROUP_RESULT_BYTES = MAX_GROUP_BYTES  # all results of one group
 TIME_SCALE_ENV = "AICS_GRADER_TIME_SCALE"
 HIDE_ENV = "AICS_GRADER_HIDE"
 
@@ -56,13 +60,21 @@ def hide_paths_from_env() -> tuple[Path, ...]:
     return tuple(Path(p).resolve() for p in value.split(os.pathsep) if p.strip())
 
 
+# The kit's code a sandboxed child runs or may import: the probe, the drivers and the
+# kit's runtime (grader.kit), and pycnml. Nothing else of the kit is in its view.
+CHILD_CODE = ("pyproject.toml", "grader/__init__.py", "grader/probe.py", "grader/drivers", "grader/kit", "pycnml")
+
+
 def readonly_paths(resources: dict) -> tuple[Path, ...]:
-    """What a student process may read but must never change: the goldens and the weights."""
-    paths = [GOLDEN_DIR]
-    weights = resources.get("weights")
-    if weights:
-        paths.append(Path(weights))
-    return tuple(p.resolve() for p in paths if p.exists())
+    """Everything a student process may see besides its work folder, all read-only.
+
+    An allow-list: the child's code, the data its cases name (weights, images, quant
+    parameters), the course's images and class names, and the visible goldens (students
+    have those anyway). Where namespaces work, nothing else of the machine's kit is there.
+    """
+    paths = [REPO_ROOT / rel for rel in CHILD_CODE] + [GOLDEN_DIR, IMAGES_DIR, SYNSET_WORDS]
+    paths += [Path(v) for v in resources.values() if isinstance(v, str) and os.path.isabs(v)]
+    return tuple(dict.fromkeys(p.resolve() for p in paths if p.exists()))
 
 
 @dataclass
@@ -73,6 +85,7 @@ class CaseOutcome:
     error: str = ""                 # one line for the student
     traceback: str = ""
     extra: dict = field(default_factory=dict)
+    timed: object = None            # timing_server.TimedRun: calls the parent timed itself
 
 
 @dataclass
@@ -88,67 +101,146 @@ class GroupRun:
         return self.outcomes.get(name) or CaseOutcome("missing", error="case was not run")
 
 
+_WORK_ROOTS: dict[Path, tuple[Path, int]] = {}   # parent folder -> (work root in it, pid that made it)
+
+
 def work_root() -> Path:
-    """Parent folder for per-run work folders (``$AICS_GRADER_TMP`` or the system temp)."""
-    root = Path(os.environ.get("AICS_GRADER_TMP", tempfile.gettempdir())) / "aics-grader"
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o711)  # sandbox users may enter their own folder but not list others
+    """This grader process's private folder for work folders, made on first use.
+
+    A fresh ``mkdtemp`` folder ``aics-grader-*`` in ``$AICS_GRADER_TMP`` (made if missing)
+    or the system temp, owned by the grader with mode 0711: a sandbox user may enter its
+    own work folder inside but cannot list the others. An existing folder is never
+    adopted, so nobody who made one first can watch or break this run. It is removed
+    when the process that made it exits (a forked child uses it, but leaves it alone).
+    """
+    parent = Path(os.environ.get("AICS_GRADER_TMP") or tempfile.gettempdir()).resolve()
+    made = _WORK_ROOTS.get(parent)
+    if made is not None and made[0].is_dir():
+        return made[0]
+    parent.mkdir(parents=True, exist_ok=True)
+    info = parent.stat()
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        raise RuntimeError(f"{parent} is writable by other users without the sticky bit, so they could move the "
+                           f"grader's work folder; set AICS_GRADER_TMP to a folder only you can write")
+    root = Path(tempfile.mkdtemp(prefix="aics-grader-", dir=parent))
+    os.chmod(root, 0o711)
+    if not _WORK_ROOTS:
+        atexit.register(_remove_work_roots)
+    _WORK_ROOTS[parent] = (root, os.getpid())
     return root
 
 
-def copy_experiment(submission: Path, experiment: str, dest: Path, notes: list) -> bool:
-    """Copy ``submission/experiment`` to ``dest/experiment`` without following symlinks."""
-    src = submission / experiment
-    if not src.is_dir():
-        return False
-    target = dest / experiment
-    target.mkdir(parents=True)
-    total = 0
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if any(part in ("__pycache__", ".git") for part in rel.parts):
-            continue
-        if path.is_symlink():
-            notes.append(f"skipped symlink {experiment}/{rel}")
-            continue
-        if path.is_dir():
-            (target / rel).mkdir(parents=True, exist_ok=True)
-            continue
-        size = path.stat().st_size
-        if total + size > MAX_SUBMISSION_BYTES:
-            notes.append(f"skipped {experiment}/{rel}: submission folder larger than {MAX_SUBMISSION_BYTES >> 20} MiB")
-            continue
-        total += size
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target / rel)
-    return True
+def _remove_work_roots() -> None:
+    for parent, (root, pid) in list(_WORK_ROOTS.items()):
+        if pid == os.getpid():
+            shutil.rmtree(root, ignore_errors=True)
+            del _WORK_ROOTS[parent]
 
 
-def _read_json(path: Path) -> dict | None:
+class SubmissionRefused(Exception):
+    """The grader will not copy an experiment folder (a link to files outside the submission)."""
+
+
+def _read_regular_file(path: Path, limit: int) -> tuple[bytes | None, str]:
+    """``(content, "")`` if ``path`` is a regular file of at most ``limit`` bytes, else ``(None, why)``.
+
+    Opened without following a final symlink and without blocking, so a FIFO, socket or
+    device planted in a submission is skipped instead of hanging or crashing the grader.
+    """
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None, "not a regular file"
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        return None, f"submission folder larger than {MAX_SUBMISSION_BYTES >> 20} MiB"
+    return data, ""
+
+
+def _link_target(path: Path) -> Path | None:
+    """The absolute path a symbolic link finally leads to; None for a loop of links."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):   # RuntimeError: "Symlink loop from ..."
         return None
 
 
-def _read_outputs(path: Path) -> dict:
-    if not path.exists() or path.stat().st_size > MAX_RESULT_BYTES:
-        return {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
-    except (OSError, ValueError, TypeError):
-        return {}
+def copy_experiment(submission: Path, experiment: str, dest: Path, notes: list) -> bool:
+    """Copy ``submission/experiment`` to ``dest/experiment``; False if there is no such folder.
+
+    Links never bring in files from outside the submission. An experiment folder that is
+    a symbolic link (to anywhere), or that resolves outside the resolved submission
+    folder, and a link inside it pointing outside the submission refuse the whole
+    experiment with :class:`SubmissionRefused`. Within the submission, a link to a file
+    is copied as that file; a link to a folder is not followed (no loops, no double
+    counting) and a dangling link is skipped, each with a note. Only regular files are
+    copied; ``__pycache__`` and ``.git`` are left out.
+    """
+    src = submission / experiment
+    root = submission.resolve()
+    if src.is_symlink():
+        raise SubmissionRefused(f"{experiment} is a symbolic link to {_link_target(src) or os.readlink(src)}; "
+                                f"submit your own files, not a link")
+    if not src.is_dir():
+        return False
+    if not src.resolve().is_relative_to(root):
+        raise SubmissionRefused(f"{experiment} resolves to {src.resolve()}, outside the submission {root}; "
+                                f"submit your own files, not a link")
+    folders: list[Path] = []
+    files: list[tuple[Path, Path]] = []     # (path relative to src, file to read)
+    for base, dirnames, filenames in os.walk(src, followlinks=False):
+        base = Path(base)
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git"))
+        for name in dirnames:
+            if not (base / name).is_symlink():
+                folders.append((base / name).relative_to(src))
+        links = [base / d for d in dirnames if (base / d).is_symlink()]
+        for name in sorted(filenames):
+            path = base / name
+            if path.is_symlink():
+                links.append(path)
+            else:
+                files.append((path.relative_to(src), path))
+        for path in links:
+            rel, target = path.relative_to(src), _link_target(path)
+            if target is None:
+                notes.append(f"skipped {experiment}/{rel}: a loop of symbolic links")
+                continue
+            if not target.is_relative_to(root):
+                raise SubmissionRefused(f"{experiment}/{rel} is a symbolic link to {target}, outside the "
+                                        f"submission; submit your own files, not a link")
+            if target.is_file():
+                files.append((rel, target))
+                notes.append(f"copied {experiment}/{rel} as the file it links to, {target.relative_to(root)}")
+            elif target.is_dir():
+                notes.append(f"skipped {experiment}/{rel}: a symbolic link to a folder is not followed; "
+                             f"put the files themselves there")
+            else:
+                notes.append(f"skipped {experiment}/{rel}: a symbolic link to nothing (or to no regular file)")
+    target_dir = dest / experiment
+    target_dir.mkdir(parents=True)
+    for rel in folders:
+        (target_dir / rel).mkdir(parents=True, exist_ok=True)
+    total = 0
+    for rel, path in sorted(files):
+        data, why = _read_regular_file(path, MAX_SUBMISSION_BYTES - total)
+        if data is None:
+            notes.append(f"skipped {experiment}/{rel}: {why}")
+            continue
+        total += len(data)
+        (target_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target_dir / rel).write_bytes(data)
+    return True
 
 
-def _death(out_dir: Path, result: sandbox.RunResult | None) -> str:
+def _death(out: ResultsFolder, result: sandbox.RunResult | None) -> str:
     """How the process ended, phrased to follow "the submission's process ..."."""
     if result is None:
         return "could not be started"
-    if result.status == "ok" and not (out_dir / "_done").exists():
+    if result.status == "ok" and not out.exists("_done"):
         # Exit code 0 without the probe's end marker: the student's code left on purpose.
         return "exited early with code 0 (sys.exit() or os._exit() in the submission?)"
     if result.status == "exit":
@@ -156,31 +248,48 @@ def _death(out_dir: Path, result: sandbox.RunResult | None) -> str:
     return result.message
 
 
+def _refused(reason: str) -> CaseOutcome:
+    return CaseOutcome("error", error=f"{reason}; the grader refused this check's results "
+                                      f"(a submission must leave the grader's out/ folder alone)")
+
+
+def _read_case(out: ResultsFolder, case: Case, died: str) -> CaseOutcome:
+    """One case's outcome from ``out/<case>.json`` and ``out/<case>.npz``; raises Refused."""
+    record = out.read_record(f"{case.name}.json")
+    if record is None:
+        if out.exists(f"{case.name}.started"):
+            return CaseOutcome("missing", error=f"the submission's process {died} while running this check")
+        return CaseOutcome("missing", error=f"not run: the submission's process {died} before reaching this check")
+    seconds, extra = record["seconds"], record["extra"]
+    if record["status"] != "ok":
+        return CaseOutcome("error", seconds=seconds, error=record["error"], traceback=record["traceback"],
+                           extra=extra)
+    # A case that declares its output keys gets only those read; others get every array.
+    outputs = out.read_arrays(f"{case.name}.npz", expected=getattr(case, "output_keys", None))
+    if not outputs:
+        return CaseOutcome("missing", seconds=seconds, error="the submission's process wrote no readable outputs")
+    return CaseOutcome("ok", outputs, seconds, extra=extra)
+
+
 def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None) -> dict:
+    """Every case's outcome from what the child left in ``out_dir``; never raises.
+
+    Each file is read through :class:`grader.results.ResultsFolder` (no links followed,
+    regular files only, byte budgets per file and per group); a refused file fails its
+    own case with the reason.
+    """
     outcomes: dict[str, CaseOutcome] = {}
-    died = _death(out_dir, result)
-    for case in cases:
-        record = _read_json(out_dir / f"{case.name}.json")
-        if record is None:
-            if (out_dir / f"{case.name}.started").exists():
-                msg = f"the submission's process {died} while running this check"
-            else:
-                msg = f"not run: the submission's process {died} before reaching this check"
-            outcomes[case.name] = CaseOutcome("missing", error=msg)
-            continue
-        seconds = record.get("seconds")
-        seconds = float(seconds) if isinstance(seconds, (int, float)) else None
-        extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
-        if record.get("status") == "ok":
-            outputs = _read_outputs(out_dir / f"{case.name}.npz")
-            if not outputs:
-                outcomes[case.name] = CaseOutcome("missing", seconds=seconds,
-                                                  error="the submission's process wrote no readable outputs")
-            else:
-                outcomes[case.name] = CaseOutcome("ok", outputs, seconds, extra=extra)
-        else:
-            outcomes[case.name] = CaseOutcome("error", seconds=seconds, error=str(record.get("error", "error"))[:1000],
-                                              traceback=str(record.get("traceback", ""))[:4000], extra=extra)
+    with ResultsFolder(out_dir, file_bytes=MAX_RESULT_BYTES, group_bytes=MAX_GROUP_RESULT_BYTES) as out:
+        died = _death(out, result)
+        for case in cases:
+            try:
+                outcomes[case.name] = _read_case(out, case, died)
+            except Refused as refusal:
+                outcomes[case.name] = _refused(str(refusal))
+            except Exception as exc:  # noqa: BLE001 - a grader fault costs this case only, with a reason
+                outcomes[case.name] = CaseOutcome(
+                    "error", error=f"the grader could not read this check's results ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]}); this is a grader problem, tell your instructor")
     return outcomes
 
 
@@ -203,8 +312,8 @@ def _warm_numba_cache() -> bool:
     if not stamp.exists():
         NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run([sys.executable, "-c", "from grader.refnet import fastops; fastops.warm_up()"],
-                              cwd=REPO_ROOT, capture_output=True, timeout=600,
-                              env=dict(os.environ, NUMBA_CACHE_DIR=str(NUMBA_CACHE), PYTHONPATH=str(REPO_ROOT)))
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=600,
+                              env=dict(os.environ, NUMBA_CACHE_DIR=str(NUMBA_CACHE), PYTHONPATH=str(Path(__file__).resolve().parents[1])))
         if proc.returncode != 0:
             return False
         stamp.write_text("")
@@ -231,8 +340,13 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix=f"{experiment}-{spec.name}-", dir=work_root()))
     try:
-        if not copy_experiment(submission, experiment, workdir / "submission", notes):
-            msg = f"the submission has no {experiment}/ folder (looked in {submission})"
+        try:
+            copied, msg = copy_experiment(submission, experiment, workdir / "submission", notes), ""
+        except SubmissionRefused as refusal:
+            copied, msg = False, str(refusal)
+            notes.append(msg)
+        if not copied:
+            msg = msg or f"the submission has no {experiment}/ folder (looked in {submission})"
             return GroupRun(experiment, spec.name, {c.name: CaseOutcome("missing", error=msg) for c in cases},
                             None, time.perf_counter() - start, notes)
         arrays = {f"{c.name}/{k}": np.asarray(v) for c in cases for k, v in c.inputs.items()}
@@ -244,7 +358,7 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
             limits.memory_bytes = memory_bytes
         task["limits"] = {"wall_seconds": limits.wall_seconds, "memory_gb": limits.memory_bytes / 2**30}
         (workdir / "task.json").write_text(json.dumps(task))
-        env = {"PYTHONPATH": str(REPO_ROOT)}
+        env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "AICS_KIT_ROOT": str(REPO_ROOT)}  # the child imports this same grader
         if trusted:
             # The reference's compiled kernels (grader.refnet.fastops) are cached across runs.
             env["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE)
@@ -253,11 +367,20 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
             # can never change what another process loads.
             shutil.copytree(NUMBA_CACHE, workdir / ".numba_cache", symlinks=False, dirs_exist_ok=True)
         hide = () if trusted else tuple(hide_paths) + hide_paths_from_env() + (REFERENCE_DIR,)
-        result = sandbox.run_sandboxed([sys.executable, "-m", "grader.probe", str(workdir)], workdir=workdir,
-                                       limits=limits, env=env, hide_paths=hide,
-                                       readonly_paths=() if trusted else readonly_paths(resources),
-                                       drop_privileges=False if trusted else None)
+        # Cases whose speed the parent times get a socket in the work folder, made before
+        # the sandbox hands the folder to its user and closed once the child has ended.
+        timer = timing_server.start_for_cases(workdir, cases, call_timeout=limits.wall_seconds)
+        try:
+            result = sandbox.run_sandboxed([sys.executable, "-m", "grader.probe", str(workdir)], workdir=workdir,
+                                           limits=limits, env=env, hide_paths=hide,
+                                           readonly_paths=() if trusted else readonly_paths(resources),
+                                           drop_privileges=False if trusted else None)
+        finally:
+            timed = timer.stop() if timer is not None else {}
         outcomes = _collect(workdir / "out", cases, result)
+        for name, timed_run in timed.items():
+            if name in outcomes:
+                outcomes[name].timed = timed_run
         return GroupRun(experiment, spec.name, outcomes, result, time.perf_counter() - start, notes)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

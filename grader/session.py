@@ -83,25 +83,38 @@ class GradingSession:
 
     # ----- runs ----------------------------------------------------------------------
     def _group_run(self, experiment: str, group: str, reference: bool) -> GroupRun:
+        """The group's run, started on first use and cached whatever happens.
+
+        A fault of the grader's own side while running or collecting the group (an
+        exception here) becomes a failed outcome for each of its cases, cached like any
+        run: the submission's process is never started twice for one group.
+        """
         key = (experiment, group, reference)
         if key not in self._runs:
             module = spec_of(experiment)
             cases = [c for c in self.cases(experiment) if c.group == group]
-            if reference:
-                cases = [c for c in cases if c.needs_golden and (c.hidden or self._stored_golden(experiment, c) is None)]
-                run = self._reference_run(experiment, group, cases)
-            else:
-                spec = module.GROUPS[group]
-                # A book-style loop submission can spend minutes in one group: say what runs.
-                if self.progress is not None:
-                    print(f"    {experiment}: running the {group!r} checks ({len(cases)} case{'s' if len(cases) != 1 else ''}, "
-                          f"time limit {spec.wall_seconds * self.time_scale:.0f} s) ...", file=self.progress)
-                run = run_group(self.submission, experiment, spec, cases,
-                                self.resources(experiment), trusted=self.trusted_submission,
-                                hide_paths=self.hide_paths,
-                                memory_bytes=self.memory_bytes, time_scale=self.time_scale)
+            try:
+                if reference:
+                    cases = [c for c in cases
+                             if c.needs_golden and (c.hidden or self._stored_golden(experiment, c) is None)]
+                    run = self._reference_run(experiment, group, cases)
+                else:
+                    spec = module.GROUPS[group]
+                    # A book-style loop submission can spend minutes in one group: say what runs.
+                    if self.progress is not None:
+                        print(f"    {experiment}: running the {group!r} checks ({len(cases)} "
+                              f"case{'s' if len(cases) != 1 else ''}, "
+                              f"time limit {spec.wall_seconds * self.time_scale:.0f} s) ...", file=self.progress)
+                    run = run_group(self.submission, experiment, spec, cases,
+                                    self.resources(experiment), trusted=self.trusted_submission,
+                                    hide_paths=self.hide_paths,
+                                    memory_bytes=self.memory_bytes, time_scale=self.time_scale)
+            except Exception as exc:  # noqa: BLE001 - cached as failed outcomes, never rerun
+                run = _failed_run(experiment, group, cases, exc, reference)
             if not reference:
-                self.notes.setdefault(experiment, []).extend(run.notes)
+                notes = self.notes.setdefault(experiment, [])
+                # A refusal of the submission's folder is noted by every group: say it once.
+                notes.extend(n for n in run.notes if n not in notes)
                 if run.result is not None and run.result.status != "ok":
                     self.notes[experiment].append(f"group {group!r}: the process {run.result.message}")
                 if run.result is not None and run.result.truncated:
@@ -178,6 +191,16 @@ class GradingSession:
         if ref.status != "ok":
             raise RuntimeError(f"the reference failed on {experiment}/{name}: {ref.error}\n{ref.traceback}")
         return ref.outputs
+
+
+def _failed_run(experiment: str, group: str, cases: list[Case], exc: Exception, reference: bool) -> GroupRun:
+    """A group run in which the grader itself failed: every case fails with the reason."""
+    whose = "the reference" if reference else "this group"
+    reason = (f"the grader failed while running or collecting {whose} ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0][:200] if str(exc) else 'no message'}); this is a grader problem, "
+              f"not your code: tell your instructor")
+    return GroupRun(experiment, group, {c.name: CaseOutcome("error", error=reason) for c in cases}, None, 0.0,
+                    [f"group {group!r}: {reason}"])
 
 
 def save_reference_outputs(path: Path, outputs: dict[str, dict]) -> None:
