@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from grader.drivers import BaseContext
-from grader.kit import speedtest, style
+from grader.kit import speedtest, style, timing
 
 # The mini transfer's start image is drawn after np.random.seed(MINI_TRANSFER_SEED).
 MINI_TRANSFER_SEED = 0
@@ -118,15 +118,20 @@ def mini_transfer(ctx, p, x):
 
 
 def speed_test(ctx, p, x):
-    """Raw vs speed-up forward on p["shape"], timed in this one process (kit.speedtest).
+    """Raw vs speed-up forward on p["shape"], timed by the grader, not here (kit.timing).
 
-    Returns times [conv raw, conv speedup, pool raw, pool speedup] in seconds and the four
-    forward outputs conv_raw, conv_fast [N, C, H, W], pool_raw, pool_fast [N, C, H/2, W/2].
+    The layers are built and warmed up first; then each timed input [N, C, H, W] comes
+    from the grader's socket in the work folder, and each output goes straight back.
+    Returns timed_calls [1], the number of calls made: the times and the check of the
+    outputs are the grader's alone.
     """
+    layers_2 = ctx.module("layers_2")
+    counts = {label: int(item["calls"]) for label, item in p["timed_calls"].items()}
     # Forward only: the check grades the forward speed-up, and the loop conv's backward
     # would add tens of seconds to every grading run.
-    result = speedtest.run_speed_test(ctx.module("layers_2"), tuple(p["shape"]), backward=False)
-    return result.arrays()
+    with timing.TimedCalls(ctx.submission.parent, ctx.current) as calls:
+        done = speedtest.run_timed_speed_test(layers_2, calls, counts, tuple(p["shape"]))
+    return {"timed_calls": np.array([done], dtype=np.float64)}
 
 
 HANDLERS = {

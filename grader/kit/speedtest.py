@@ -5,7 +5,13 @@ One 3x3 convolution ``ConvolutionalLayer(3, C, C, 1, 1, type)`` and one 2x2 max 
 float64 input: ``forward_raw`` / ``backward_raw`` on a type-0 layer, ``forward_speedup``
 / ``backward_speedup`` on a type-1 layer. The speed-up path is called once, untimed,
 before it is timed, so that a compiled (numba) or cached path pays its set-up outside
-the measurement. The runner prints the result; the grader's driver returns it as arrays.
+the measurement. The runner prints :func:`run_speed_test`'s result, timed in its own
+process for the student's information.
+
+The grader does not trust a clock in the student's process. Its driver calls
+:func:`run_timed_speed_test` instead: the same layers and warm-up, but each timed forward
+runs on a fresh input that the grader sends only when it starts its own clock
+(:mod:`grader.kit.timing`).
 """
 from __future__ import annotations
 
@@ -183,3 +189,41 @@ def run_speed_test(layers_2, shape=SPEED_SHAPE, seed: int = SPEED_SEED, backward
     conv = _time_layer("conv", make_conv, x["input"], x["conv_top_diff"], backward, progress)
     pool = _time_layer("pool", make_pool, x["input"], x["pool_top_diff"], backward, progress)
     return SpeedTest(shape, conv, pool)
+
+
+# The calls the grader times, in the order the driver asks for them; the grader's case
+# says how many of each (its params["timed_calls"]).
+TIMED_LABELS = ("conv_raw", "conv_fast", "pool_raw", "pool_fast")
+
+
+def run_timed_speed_test(layers_2, calls, counts: dict[str, int], shape=SPEED_SHAPE,
+                         seed: int = SPEED_SEED) -> int:
+    """Forward passes for the grader to time; returns how many timed calls were made.
+
+    ``calls`` is a :class:`grader.kit.timing.TimedCalls`; ``counts`` maps each label of
+    :data:`TIMED_LABELS` to how many calls of it the grader plans. Before asking for any
+    timed input, each layer is built (and the conv's weight [C, 3, 3, C] and bias [C]
+    loaded, from :func:`speed_inputs`), and each speed-up layer runs one untimed warm-up
+    forward on the seeded input [N, C, H, W]. The timed inputs have that shape too.
+    """
+    shape = tuple(int(v) for v in shape)
+    x = speed_inputs(shape, seed)
+    channels = shape[1]
+    done = 0
+    for kind in ("conv", "pool"):
+        for _path, layer_type, forward_name, _ in PATHS:
+            label = f"{kind}_{'raw' if layer_type == 0 else 'fast'}"
+            if kind == "conv":
+                layer = layers_2.ConvolutionalLayer(CONV_KERNEL, channels, channels, 1, 1, layer_type)
+                layer.init_param()
+                layer.load_param(x["weight"], x["bias"])
+            else:
+                layer = layers_2.MaxPoolingLayer(POOL_KERNEL, POOL_KERNEL, layer_type)
+            forward = getattr(layer, forward_name)
+            if layer_type == 1:
+                forward(x["input"])
+            for _ in range(int(counts.get(label, 0))):
+                calls.call(label, forward)
+                done += 1
+    return done
+
