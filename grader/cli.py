@@ -15,12 +15,29 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import signal
 import sys
 import time
 from pathlib import Path
 
-from grader.kit.paths import EXPERIMENTS, parse_experiments
+from grader.kit.paths import EXPERIMENTS, REFERENCE_DIR, parse_experiments
+
+# The signal that asked the grader to stop (SIGINT, SIGTERM or SIGHUP), once one arrived.
+STOP: list[int] = []
+
+
+def _stop(signum, frame) -> None:
+    STOP.append(signum)
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end a grading run as Ctrl-C does: children killed, clean exit."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, _stop)
+        except (ValueError, OSError):
+            pass   # not the main thread, or not a signal this platform has
 
 # Sub-command -> (module with main(argv), one line of help). Instructor commands live in
 # rooms the student handout does not ship (grader.authoring, grader.refnet).
@@ -55,6 +72,9 @@ def grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--golden-cache", default=None, metavar="DIR",
                    help="keep the reference's grade-time outputs in DIR (root-only) and reuse them "
                         "for the same seed and weights (batch grading)")
+    p.add_argument("--allow-unisolated", action="store_true",
+                   help="grade even where student code cannot be isolated (not root and no user namespaces); "
+                        "the report then lists what is unprotected")
     p.add_argument("--verbose", action="store_true", help="show pytest's own output")
     return p
 
@@ -81,6 +101,14 @@ def grade(argv: list[str]) -> int:
     if args.memory_gb is not None and args.memory_gb <= 0:
         print(f"grader: --memory-gb={args.memory_gb} must be positive (e.g. 6)", file=sys.stderr)
         return 2
+    from grader import sandbox
+    isolation = sandbox.protections_available()
+    trusted = submission.resolve() == REFERENCE_DIR.resolve()
+    if not isolation.get("isolated") and not trusted and not args.allow_unisolated:
+        print(f"grader: refusing to run untrusted code without isolation: {isolation.get('reason_off')}. "
+              f"Run the grader as root (as CI and Gradescope do), or pass --allow-unisolated to grade anyway "
+              f"(the report then lists what is unprotected).", file=sys.stderr)
+        return 2
     weights = resolve_weights()
     session = GradingSession(submission, weights, visible_only=args.visible_only, seed=args.seed,
                              memory_bytes=int(args.memory_gb * 2**30) if args.memory_gb else None,
@@ -95,15 +123,21 @@ def grade(argv: list[str]) -> int:
     for exp in experiments:
         print(f"... {exp}", flush=True)
         results.append(grade_experiment(session, exp, verbose=args.verbose))
+        if STOP:
+            raise KeyboardInterrupt   # pytest swallowed the signal; the grading run ends here
     doc = report.build(results, session, time.perf_counter() - start)
     doc["time_scale"] = scale
     print(report.table(doc))
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(doc, indent=2))
-    if args.results_json:
-        report.write_gradescope(doc, Path(args.results_json))
-    if args.junit:
-        report.write_junit(doc, Path(args.junit))
+    try:
+        if args.json_path:
+            report.write_json(doc, Path(args.json_path))
+        if args.results_json:
+            report.write_gradescope(doc, Path(args.results_json))
+        if args.junit:
+            report.write_junit(doc, Path(args.junit))
+    except OSError as exc:
+        print(f"grader: could not write a report: {exc}", file=sys.stderr)
+        return report.EXIT_REPORT_UNWRITTEN
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"grader error: {r.error}", file=sys.stderr)
@@ -125,4 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         return int(module.main(rest) or 0)
-    return grade(argv)
+    stop_on_signals()
+    try:
+        return grade(argv)
+    except KeyboardInterrupt:
+        signum = STOP[0] if STOP else signal.SIGINT
+        print(f"grader: stopped by {signal.Signals(signum).name}; the student's processes were killed and no "
+              f"report was written", file=sys.stderr)
+        return 128 + signum

@@ -4,9 +4,12 @@ Each experiment is worth 100 points in the book's tiers (60 + 20 + 20). A tier's
 are shared equally by its checks, so the ``max_score`` of all tests adds up to
 100 per experiment. Because a tier counts only when every lower tier passed, the
 top-level ``score`` (which Gradescope uses when present) is the tier score, and a
-test whose tier is blocked by a lower tier's failure scores 0 and says why.
+test whose tier is blocked by a lower tier's failure scores 0 and says why. Every number
+is finite, so ``report.write_gradescope`` can write strict JSON.
 """
 from __future__ import annotations
+
+import math
 
 TIER_POINTS = {60: 60.0, 80: 20.0, 100: 20.0}
 
@@ -51,7 +54,7 @@ def to_gradescope(doc: dict) -> dict:
     hidden = doc.get("hidden_checks", {})
     return {
         "score": float(doc["total"]),
-        "execution_time": int(round(doc.get("seconds", 0))),
+        "execution_time": _whole_seconds(doc.get("seconds")),
         "output": "; ".join(summary) + f"; weights {doc['weights']['kind']} {doc['weights']['sha256'][:12]}",
         "output_format": "text",
         "stdout_visibility": "hidden",
@@ -59,3 +62,10 @@ def to_gradescope(doc: dict) -> dict:
                        "max_total": doc["max_total"]},
         "tests": tests,
     }
+
+
+def _whole_seconds(value) -> int:
+    """Gradescope's ``execution_time``: whole seconds, 0 when the time is unknown or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0
+    return max(int(round(value)), 0)

@@ -1,13 +1,56 @@
-"""Reports of a grading run: terminal table, the kit's JSON, Gradescope results.json, JUnit XML."""
+"""Reports of a grading run: terminal table, the kit's JSON, Gradescope results.json, JUnit XML.
+
+Every file is strict: JSON has no ``NaN`` or ``Infinity`` (a time that is not a finite
+number becomes ``null``) and JUnit ``time`` attributes are finite numbers (0 when unknown),
+whatever a check reported. Files are written whole or not at all (:mod:`grader.atomic`).
+"""
 from __future__ import annotations
 
+import io
 import json
+import math
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from grader import atomic
 from grader.scoring import ExperimentResult
 from grader.session import GradingSession
+
+# Exit status of ``python -m grader`` when grading ran but a report file could not be
+# written (a full disk); the batch stops on it instead of recording a crash per student.
+EXIT_REPORT_UNWRITTEN = 4
+
+
+def finite(value, default=None):
+    """``value`` if it is a finite real number, else ``default`` (NaN, inf, None, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return value if math.isfinite(value) else default
+
+
+def strict(obj):
+    """A copy of ``obj`` that strict JSON can carry: non-finite floats become None.
+
+    Dicts, lists and tuples are copied all the way down; other values are kept as they are.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: strict(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(value) for value in obj]
+    return obj
+
+
+def dumps(obj, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (``allow_nan=False`` after :func:`strict`)."""
+    return json.dumps(strict(obj), indent=indent, allow_nan=False)
+
+
+def write_json(doc: dict, path: Path) -> None:
+    """The kit's JSON report (``--json``), strict and written atomically; raises OSError."""
+    atomic.write_text(Path(path), dumps(doc))
 
 
 def build(results: list[ExperimentResult], session: GradingSession, seconds: float) -> dict:
@@ -67,12 +110,12 @@ def table(doc: dict, width: int = 100) -> str:
                 hidden_passed.setdefault(c["tier"], []).append(c)
                 continue
             mark = "PASS" if c["passed"] else "FAIL"
-            lines.append(f"  {c['tier']:>4}  {mark:<6}  {c['seconds']:>8.2f}  {c['name']}")
+            lines.append(f"  {c['tier']:>4}  {mark:<6}  {_seconds(c.get('seconds'))}  {c['name']}")
             if not c["passed"]:
                 lines += _wrap(c["message"], width, " " * 10)
         for tier, group in sorted(hidden_passed.items()):
-            secs = sum(c["seconds"] for c in group)
-            lines.append(f"  {tier:>4}  {'PASS':<6}  {secs:>8.2f}  {len(group)} hidden check(s)")
+            secs = sum(finite(c.get("seconds"), 0.0) for c in group)
+            lines.append(f"  {tier:>4}  {'PASS':<6}  {_seconds(secs)}  {len(group)} hidden check(s)")
         for note in exp.get("notes", []):
             lines += _wrap(f"note: {note}", width, "  ")
         if exp.get("error"):
@@ -89,10 +132,21 @@ def table(doc: dict, width: int = 100) -> str:
     return "\n".join(lines)
 
 
+def _seconds(value) -> str:
+    """A time for the table, 8 characters wide; ``-`` when it is not a finite number."""
+    value = finite(value)
+    return f"{value:>8.2f}" if value is not None else f"{'-':>8}"
+
+
 def write_gradescope(doc: dict, path: Path) -> None:
-    """Gradescope's results.json: tier points spread over the checks of each tier."""
+    """Gradescope's results.json: tier points spread over the checks of each tier (strict JSON)."""
     from grader.gradescope import to_gradescope
-    path.write_text(json.dumps(to_gradescope(doc), indent=2))
+    atomic.write_text(Path(path), dumps(to_gradescope(doc)))
+
+
+def _junit_time(value) -> str:
+    """A JUnit ``time`` attribute: seconds with three decimals, 0 when unknown or not finite."""
+    return f"{max(finite(value, 0.0), 0.0):.3f}"
 
 
 def _xml_text(text: str) -> str:
@@ -107,19 +161,19 @@ def write_junit(doc: dict, path: Path) -> None:
     failures = sum(1 for e in doc["experiments"] for c in e["checks"] if not c["passed"])
     errors = sum(1 for e in doc["experiments"] if e.get("error"))
     suites = ET.Element("testsuites", name="aics-ch3-grader", tests=str(total), failures=str(failures),
-                        errors=str(errors), time=f"{doc.get('seconds', 0):.3f}")
+                        errors=str(errors), time=_junit_time(doc.get("seconds")))
     for exp in doc["experiments"]:
         failed = sum(1 for c in exp["checks"] if not c["passed"])
         suite = ET.SubElement(suites, "testsuite", name=exp["id"], tests=str(len(exp["checks"])),
                               failures=str(failed), errors="1" if exp.get("error") else "0", skipped="0",
-                              time=f"{exp.get('seconds', 0):.3f}")
+                              time=_junit_time(exp.get("seconds")))
         props = ET.SubElement(suite, "properties")
         for key, value in (("score", exp["score"]), ("max_score", exp["max_score"]),
                            ("weights", doc["weights"]["sha256"][:12])):
             ET.SubElement(props, "property", name=key, value=str(value))
         for c in exp["checks"]:
             case = ET.SubElement(suite, "testcase", classname=f"{exp['id']}.tier{c['tier']}", name=c["name"],
-                                 time=f"{c['seconds']:.3f}")
+                                 time=_junit_time(c.get("seconds")))
             if not c["passed"]:
                 message = _xml_text(c["message"])
                 failure = ET.SubElement(case, "failure", message=message[:500], type="CheckFailure")
@@ -130,4 +184,6 @@ def write_junit(doc: dict, path: Path) -> None:
             ET.SubElement(case, "error", message=_xml_text(exp["error"])[:500], type="GraderError").text = \
                 _xml_text(exp["error"])
             suite.set("tests", str(len(exp["checks"]) + 1))
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    buffer = io.BytesIO()
+    ET.ElementTree(suites).write(buffer, encoding="utf-8", xml_declaration=True)
+    atomic.write_bytes(Path(path), buffer.getvalue())

@@ -14,10 +14,20 @@ Student processes never see the other submissions: the submissions folder, the
 extraction folder, the results folder, the CSV and the cache of reference outputs are
 passed to each grader as hidden paths.
 
-The CSV is rewritten after every finished submission (one row per submission), so an
-interrupted batch loses nothing. Rerunning with the same ``--csv`` skips the rows
-already graded (``--force`` regrades all) and reuses the seed recorded there, so the
-whole class is graded on the same hidden inputs.
+The CSV is rewritten after every finished submission (one row per submission), each time
+whole (a temporary file renamed over it), so an interrupted batch loses nothing. Rerunning
+with the same ``--csv`` skips the rows already graded (``--force`` regrades all) and reuses
+the seed recorded there, so the whole class is graded on the same hidden inputs.
+
+What cannot cost the night:
+
+* a broken zip (encrypted, corrupt, truncated, an unknown compression method, not a zip)
+  is a ``bad-submission`` row with the reason, and the batch goes on;
+* a second batch on the same CSV is refused (exit 2): the first holds ``<csv>.lock``;
+* a failed write (a full disk) stops the batch with the CSV whole and says how to resume
+  (exit 3); SIGINT, SIGTERM and SIGHUP stop it the same way (exit 130, 143, 129), killing
+  the running graders first;
+* the scratch folder holding the extracted zips is removed however the batch ends.
 
 Modules: ``intake`` (finding and extracting submissions), ``gradebook`` (the CSV),
 ``scheduler`` (the grading subprocesses and the run loop); this one holds the command line.
@@ -26,12 +36,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from pathlib import Path
 
 from grader.batch.scheduler import BatchError, run
+from grader.batch.stopping import Interrupted, WriteFailed, resume_command
 from grader.kit.paths import EXPERIMENTS
 
-__all__ = ["main", "parser"]
+__all__ = ["main", "parser", "EXIT_CODES"]
+
+EXIT_REFUSED = 2          # bad arguments, or the CSV belongs to another batch or is locked by one
+EXIT_WRITE_FAILED = 3     # a write failed (a full disk); the CSV is whole, rerun to resume
+EXIT_CODES = {0: "the batch ran to its end (whatever the scores)", EXIT_REFUSED: "refused to start",
+              EXIT_WRITE_FAILED: "stopped: a write failed", 130: "stopped by SIGINT (Ctrl-C)",
+              143: "stopped by SIGTERM", 129: "stopped by SIGHUP"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,8 +76,33 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    """Run a batch; the exit status says how it ended (see :data:`EXIT_CODES`)."""
+    args = parser().parse_args(argv)
+    csv_name = Path(args.csv).name
+    resume = resume_command(argv)
+    note = " (without --force, which would regrade everyone)" if "--force" in argv else ""
     try:
-        return run(parser().parse_args(argv))
+        return run(args)
     except BatchError as exc:
-        print(f"grader batch: {exc}", file=sys.stderr)
-        return 2
+        _say(f"grader batch: {exc}")
+        return EXIT_REFUSED
+    except WriteFailed as exc:
+        _say(f"grader batch: stopped: {exc}. {csv_name} is whole and keeps every row finished so far "
+             f"({exc.finished} this run). To resume, {exc.hint}, then run the same command "
+             f"again{note}: {resume}")
+        return EXIT_WRITE_FAILED
+    except Interrupted as exc:
+        _say(f"grader batch: stopped by {exc.name}; running graders were killed and {csv_name} keeps every row "
+             f"finished so far ({exc.finished} this run). To resume, run the same command "
+             f"again{note}: {resume}")
+        return exc.exit_code
+    except KeyboardInterrupt:   # before the signal handlers were in place
+        _say(f"grader batch: interrupted. To resume, run the same command again{note}: {resume}")
+        return 128 + signal.SIGINT
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

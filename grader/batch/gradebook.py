@@ -7,9 +7,12 @@ rerun with the same CSV.
 from __future__ import annotations
 
 import csv
-import os
+import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from grader import atomic
 
 # Status of a row: only GRADED counts as done when a batch resumes.
 GRADED = "graded"
@@ -41,8 +44,9 @@ class Outcome:
     message: str = ""
 
     def row(self, seed: int) -> dict:
+        seconds = f"{self.seconds:.1f}" if math.isfinite(self.seconds) else ""
         return {"id": self.id, **{k: v for k, v in self.scores.items()}, "total": self.total,
-                "max_total": self.max_total, "status": self.status, "seconds": f"{self.seconds:.1f}",
+                "max_total": self.max_total, "status": self.status, "seconds": seconds,
                 "seed": seed, "weights": self.weights, "message": self.message[:MAX_MESSAGE_CHARS]}
 
 
@@ -71,7 +75,10 @@ def _is_number(text: str) -> bool:
 
 
 def read_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
-    """The header and the rows by id of the gradebook at ``path``; nothing if it is missing or empty."""
+    """The header and the rows by id of the gradebook at ``path``; nothing if it is missing or empty.
+
+    Raises OSError, ``csv.Error`` or UnicodeDecodeError for a file that is not a readable CSV.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return [], {}
     with open(path, newline="", encoding="utf-8") as f:
@@ -80,17 +87,23 @@ def read_csv(path: Path) -> tuple[list[str], dict[str, dict]]:
         return list(reader.fieldnames or []), rows
 
 
+def render_csv(header: list[str], rows: dict[str, dict]) -> str:
+    """The text of a gradebook: rows sorted by id, cells made safe by :func:`_cell`."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore")
+    writer.writeheader()
+    for ident in sorted(rows):
+        writer.writerow({k: _cell(rows[ident].get(k, "")) for k in header})
+    return buffer.getvalue()
+
+
 def write_csv(path: Path, header: list[str], rows: dict[str, dict]) -> None:
     """Rewrite the gradebook atomically: a reader never sees half a file.
 
     Rows are sorted by id; keys outside ``header`` are dropped and missing ones left empty.
     Line breaks in a cell become spaces, and text a spreadsheet would run as a formula
-    gets a leading ``'``.
+    gets a leading ``'``. The new text is written to a temporary file beside the CSV,
+    flushed to the disk and renamed over it; on any failure (a full disk raises OSError
+    with ``errno.ENOSPC``) the temporary file is removed and the old CSV is left whole.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
-        writer.writeheader()
-        for ident in sorted(rows):
-            writer.writerow({k: _cell(rows[ident].get(k, "")) for k in header})
-    os.replace(tmp, path)
+    atomic.write_text(path, render_csv(header, rows))

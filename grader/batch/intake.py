@@ -3,16 +3,20 @@
 Every sub-folder and every ``*.zip`` of the submissions folder is one submission. Zips are
 extracted by :func:`safe_extract`, which refuses absolute or ``..`` paths and links and caps
 the member count and the bytes written, so a hostile archive cannot escape or flood the
-private extraction folder.
+private extraction folder. A zip that is broken in any way (encrypted, corrupt, truncated,
+an unknown compression method, not a zip at all) is refused with a reason for that one row.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+import shutil
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.atomic import STORAGE_ERRNOS
 from grader.kit.paths import EXPERIMENTS
 
 MAX_ZIP_BYTES = 200 * 2**20      # uncompressed total per submission
@@ -21,7 +25,20 @@ MAX_SEARCH_DEPTH = 3             # how deep to look for the folder holding exp_*
 
 
 class UnsafeArchive(Exception):
-    """A zip member would escape the extraction folder or exceed the caps."""
+    """A zip that must not or cannot be extracted: an entry would escape the folder, exceed the
+    caps, is encrypted or compressed in a way the grader cannot read. The message says which."""
+
+
+class BrokenArchive(UnsafeArchive):
+    """A file that is not a zip, a truncated zip, or an entry with corrupt data (deflate, CRC)."""
+
+
+# Compression methods zipfile can read here (bzip2 and LZMA need their modules compiled in).
+_READABLE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED} | \
+    ({zipfile.ZIP_BZIP2} if importlib.util.find_spec("bz2") else set()) | \
+    ({zipfile.ZIP_LZMA} if importlib.util.find_spec("lzma") else set())
+_METHOD_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "xz",
+                 98: "PPMd", 99: "WinZip AES encryption"}
 
 
 @dataclass
@@ -77,54 +94,177 @@ def safe_extract(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES,
                  max_members: int = MAX_ZIP_MEMBERS) -> None:
     """Extract ``archive`` into ``dest`` refusing anything that could escape or flood it.
 
-    Sizes are counted on the bytes actually written, not the sizes the archive claims.
-    ``__MACOSX/`` resource forks are dropped.
+    Every entry is checked before anything is written: names outside the folder, links,
+    password protection and compression methods the grader cannot read are refused with
+    :class:`UnsafeArchive`. Sizes are counted on the bytes actually written, not the sizes
+    the archive claims. ``__MACOSX/`` resource forks are dropped. An archive that is not a
+    zip, truncated, or corrupt (bad deflate data, a bad CRC) raises :class:`BrokenArchive`.
+
+    Only a failure of the storage under ``dest`` (see :data:`grader.atomic.STORAGE_ERRNOS`:
+    a full disk, a read-only folder) is raised as OSError: that is no fault of the student.
     """
     dest = dest.resolve()
-    with zipfile.ZipFile(archive) as zf:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except Exception as exc:   # BadZipFile, but also OSError, ValueError, struct.error on junk
+        raise BrokenArchive(f"not a readable zip file, or a truncated one ({_reason(exc)}); "
+                            f"upload a freshly made zip") from None
+    with zf:
         members = zf.infolist()
         if len(members) > max_members:
             raise UnsafeArchive(f"{len(members)} entries (at most {max_members} allowed)")
-        written = 0
+        wanted = []
         for info in members:
-            name = info.filename.replace("\\", "/")
-            parts = [p for p in name.split("/") if p not in ("", ".")]
-            if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-                raise UnsafeArchive(f"entry {info.filename!r} points outside the submission")
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise UnsafeArchive(f"entry {info.filename!r} is a symbolic link")
-            if not parts or "__MACOSX" in parts:
-                continue
-            target = dest.joinpath(*parts)
-            if not target.resolve().is_relative_to(dest):
-                raise UnsafeArchive(f"entry {info.filename!r} points outside the submission")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise UnsafeArchive(f"more than {max_bytes >> 20} MiB once extracted")
-                    out.write(chunk)
+            parts = _checked_parts(info)
+            if parts and "__MACOSX" not in parts:
+                wanted.append((info, parts))
+        written = 0
+        for info, parts in wanted:
+            with _writing(info):
+                target = dest.joinpath(*parts)
+                if not target.resolve().is_relative_to(dest):
+                    raise UnsafeArchive(f"entry {info.filename!r} points outside the submission")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                out = open(target, "wb")
+            try:
+                with _reading(info):
+                    src = zf.open(info)
+                with src:
+                    while True:
+                        with _reading(info):
+                            chunk = src.read(1 << 20)
+                        if not chunk:
+                            break
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise UnsafeArchive(f"more than {max_bytes >> 20} MiB once extracted")
+                        with _writing(info):
+                            out.write(chunk)
+            finally:
+                with _writing(info):
+                    out.close()   # a full disk may show only when the last buffer is flushed
+
+
+def _checked_parts(info: zipfile.ZipInfo) -> list[str]:
+    """The path parts of one entry, or UnsafeArchive when it must not be extracted at all."""
+    name = info.filename.replace("\\", "/")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise UnsafeArchive(f"entry {info.filename!r} points outside the submission")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsafeArchive(f"entry {info.filename!r} is a symbolic link")
+    if info.flag_bits & 0x1:
+        raise UnsafeArchive(f"entry {info.filename!r} is password-protected (encrypted); "
+                            f"zip the files again without a password")
+    if info.compress_type not in _READABLE_METHODS and not info.is_dir():
+        label = _METHOD_NAMES.get(info.compress_type, "unknown")
+        raise UnsafeArchive(f"entry {info.filename!r} uses compression method {info.compress_type} ({label}), "
+                            f"which the grader cannot read; zip the files again with the standard "
+                            f"(deflate) method")
+    return parts
+
+
+class _reading:
+    """Turn any failure to read one entry of the archive into :class:`BrokenArchive`."""
+
+    def __init__(self, info: zipfile.ZipInfo):
+        self.info = info
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, UnsafeArchive):
+            return False
+        # zlib.error (bad deflate data), BadZipFile (bad CRC, bad header), EOFError (data
+        # cut short), lzma/bz2 errors, NotImplementedError (a method this Python lacks).
+        raise BrokenArchive(f"entry {self.info.filename!r} is corrupt ({_reason(exc)}); "
+                            f"upload a freshly made zip") from None
+
+
+class _writing:
+    """Turn a failure to write one entry into :class:`UnsafeArchive`, unless the storage failed.
+
+    A file and a folder of the same name, a name too long or with a NUL byte are the
+    archive's fault; a full disk or a read-only folder is not, and stays an OSError.
+    """
+
+    def __init__(self, info: zipfile.ZipInfo):
+        self.info = info
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return False
+        if isinstance(exc, (OSError, ValueError)):
+            raise UnsafeArchive(f"entry {self.info.filename!r} cannot be extracted ({_reason(exc)})") from None
+        return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def prepare_one(entry: Entry, dest: Path | None) -> None:
+    """Set ``root`` of one entry, extracting a zip into ``dest`` (created here; unused for a folder).
+
+    A folder that cannot be read or a zip that cannot be extracted safely gets
+    ``problem`` instead, and ``dest`` is left empty: it costs one row of the gradebook,
+    never the batch. Only a failure of the storage under ``dest`` raises (OSError).
+    """
+    if entry.source.is_dir():
+        try:
+            entry.root = find_root(entry.source)
+        except OSError as exc:
+            entry.problem = f"the folder cannot be read: {_reason(exc)}"
+        return
+    dest.mkdir()
+    try:
+        safe_extract(entry.source, dest)
+        entry.root = find_root(dest)
+    except UnsafeArchive as exc:
+        entry.problem = f"zip refused: {exc}"
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            clear(dest)
+            raise
+        entry.problem = f"zip refused: {_reason(exc)}"
+    except Exception as exc:   # never let one archive cost the batch
+        entry.problem = f"zip refused: {type(exc).__name__}: {_reason(exc)}"
+    except BaseException:
+        clear(dest)   # interrupted: leave no half-extracted submission behind
+        raise
+    if entry.problem:
+        clear(dest)
 
 
 def prepare(entries: list[Entry], scratch: Path) -> None:
     """Set ``root`` of every entry, extracting zips into numbered folders of ``scratch``.
 
-    A zip that cannot be extracted safely gets ``problem`` instead, so it costs one
-    row of the gradebook and never the batch.
+    A zip that cannot be extracted safely gets ``problem`` instead (and an empty folder),
+    so it costs one row of the gradebook and never the batch.
     """
     for i, entry in enumerate(entries):
-        if entry.source.is_dir():
-            entry.root = find_root(entry.source)
-            continue
-        dest = scratch / f"{i:05d}"
-        dest.mkdir()
-        try:
-            safe_extract(entry.source, dest)
-            entry.root = find_root(dest)
-        except (UnsafeArchive, zipfile.BadZipFile, OSError, ValueError) as exc:
-            entry.problem = f"zip refused: {exc}"
+        prepare_one(entry, scratch / f"{i:05d}")
+
+
+def clear(folder: Path) -> None:
+    """Remove everything inside ``folder``, keeping the folder itself (best effort)."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            try:
+                child.unlink()
+            except OSError:
+                pass

@@ -2,14 +2,22 @@
 
 Each submission is graded in its own process group with an overall timeout that backs up
 the sandbox's own limits; on timeout or interruption the whole group is killed, so a
-crash or hang of the grader costs one row, never the batch. :func:`run` ties intake,
-grading and the gradebook together and prints progress, an ETA and the peak memory.
+crash or hang of the grader costs one row, never the batch. A zip is extracted just
+before its submission is graded, into the batch's scratch folder, and removed right
+after. :func:`run` ties intake, grading and the gradebook together under the gradebook's
+lock and prints progress, an ETA and the peak memory.
+
+A batch stops early only on a stop signal or a failed write (:mod:`grader.batch.stopping`);
+then the graders are killed, the CSV keeps every finished row and the scratch is removed.
 """
 from __future__ import annotations
 
+import csv
+import errno
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -21,10 +29,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from grader import atomic
 from grader.batch.gradebook import (BAD_SUBMISSION, CRASHED, GRADED, GRADER_ERROR, INTERRUPTED, TIMEOUT,
                                     Outcome, columns, is_done, read_csv, recorded_seeds, write_csv)
-from grader.batch.intake import Entry, discover, prepare
+from grader.batch.intake import Entry, discover, prepare_one
+from grader.batch.lock import GradebookLock, LockHeld
+from grader.batch.stopping import Interrupted, WriteFailed, deferred_signals, stop_signals
 from grader.kit.paths import REPO_ROOT
+
+# ``python -m grader`` exits with this when it graded but could not write its report.
+# (The same number as grader.report.EXIT_REPORT_UNWRITTEN; report is not imported here
+# because it pulls in the whole grading session.)
+EXIT_REPORT_UNWRITTEN = 4
+MAX_REPORT_BYTES = 64 * 2**20
 
 
 class BatchError(Exception):
@@ -72,18 +89,51 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def grade_one(entry: Entry, args, experiments: list[str], seed: int, hide: list[Path], cache: Path,
-              results_dir: Path, timeout: float, stop: threading.Event) -> Outcome:
-    """Grade one submission in its own ``python -m grader`` process; never raises."""
+              results_dir: Path, timeout: float, stop: threading.Event,
+              scratch: Path | None = None) -> Outcome | None:
+    """Grade one submission in its own ``python -m grader`` process (None: stopped before it began).
+
+    A zip not yet extracted is extracted into ``scratch`` (created here, removed before
+    returning). Everything the submission or the grader can do wrong becomes the
+    outcome's status; the only exception raised is :class:`WriteFailed`, when the batch
+    itself cannot write (its log, the report, the extraction), which stops the batch.
+    """
     start = time.monotonic()
-    if entry.problem:
-        return Outcome(entry.id, BAD_SUBMISSION, 0.0, message=entry.problem)
+    if stop.is_set():
+        return None   # the batch stopped before this one started: nothing to record
+    extracted = entry.root is None and not entry.problem and not entry.source.is_dir()
+    try:
+        if entry.root is None and not entry.problem:
+            try:
+                prepare_one(entry, scratch)
+            except OSError as exc:
+                raise WriteFailed("the extracted submission", scratch, exc) from None
+        if entry.problem:
+            return Outcome(entry.id, BAD_SUBMISSION, time.monotonic() - start, message=entry.problem)
+        return _run_grader(entry, args, experiments, seed, hide, cache, results_dir, timeout, stop, start)
+    except WriteFailed:
+        raise
+    except Exception as exc:   # a fault of the batch itself costs this row, not the others
+        return Outcome(entry.id, CRASHED, time.monotonic() - start,
+                       message=f"the batch failed on this submission: {type(exc).__name__}: {exc}")
+    finally:
+        if extracted:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_grader(entry: Entry, args, experiments: list[str], seed: int, hide: list[Path], cache: Path,
+                results_dir: Path, timeout: float, stop: threading.Event, start: float) -> Outcome:
     json_path = results_dir / f"{entry.id}.json"
     log_path = results_dir / f"{entry.id}.log"
-    json_path.unlink(missing_ok=True)
+    gradescope_path = results_dir / f"{entry.id}.results.json"
+    try:
+        json_path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise WriteFailed("the report", json_path, exc) from None
     cmd = [sys.executable, "-m", "grader", "--submission", str(entry.root), "--experiments", ",".join(experiments),
            "--seed", str(seed), "--json", str(json_path), "--golden-cache", str(cache)]
     if args.results_json:
-        cmd += ["--results-json", str(results_dir / f"{entry.id}.results.json")]
+        cmd += ["--results-json", str(gradescope_path)]
     if args.visible_only:
         cmd.append("--visible-only")
     if args.memory_gb:
@@ -93,41 +143,93 @@ def grade_one(entry: Entry, args, experiments: list[str], seed: int, hide: list[
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["AICS_GRADER_TIME_SCALE"] = str(args.time_scale)
-    with open(log_path, "wb") as log:
+    if getattr(args, "graders_tmp", None):
+        env["AICS_GRADER_TMP"] = str(args.graders_tmp)
+    try:
+        log = open(log_path, "wb")
+    except OSError as exc:
+        raise WriteFailed("the grader's log", log_path, exc) from None
+    with log:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     cwd=results_dir, env=env, start_new_session=True)
         except OSError as exc:
             return Outcome(entry.id, CRASHED, 0.0, message=f"could not start the grader: {exc}")
-        deadline = start + timeout
-        timed_out = False
-        while proc.poll() is None:
-            if stop.is_set():
-                _kill_tree(proc)
+        try:
+            deadline = start + timeout
+            timed_out = False
+            while proc.poll() is None:
+                if stop.is_set():
+                    _kill_tree(proc)
+                    proc.wait()
+                    return Outcome(entry.id, INTERRUPTED, time.monotonic() - start, message="batch interrupted")
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    _kill_tree(proc)
+                    proc.wait()
+                    break
+                time.sleep(0.2)
+        finally:
+            _kill_tree(proc)  # nothing the grader started may outlive it, whatever happened here
+            if proc.poll() is None:
                 proc.wait()
-                return Outcome(entry.id, INTERRUPTED, time.monotonic() - start, message="batch interrupted")
-            if time.monotonic() > deadline:
-                timed_out = True
-                _kill_tree(proc)
-                proc.wait()
-                break
-            time.sleep(0.2)
-        _kill_tree(proc)  # nothing the grader started may outlive it
+            # A grader killed while writing a report leaves its temporary file: it is dead now.
+            for stale in atomic.stale_temps(json_path) + atomic.stale_temps(gradescope_path):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
     seconds = time.monotonic() - start
     if timed_out:
         return Outcome(entry.id, TIMEOUT, seconds,
                        message=f"the grader did not finish within {timeout:.0f} s (see {log_path.name})")
-    try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if proc.returncode == EXIT_REPORT_UNWRITTEN:
+        tail = _log_tail(log_path)
+        code = re.search(r"\[Errno (\d+)\]", tail)
+        raise WriteFailed("the report", json_path, OSError(int(code.group(1)), tail) if code else tail)
+    doc = read_report(json_path)
+    if doc is None:
+        if _storage_full(results_dir):
+            raise WriteFailed("the report", json_path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         tail = _log_tail(log_path)
         return Outcome(entry.id, CRASHED, seconds,
                        message=f"the grader exited with code {proc.returncode} without a report: {tail}")
-    scores = {e["id"]: e["score"] for e in doc.get("experiments", [])}
-    errors = [e for e in doc.get("experiments", []) if e.get("error")]
-    status = GRADED if proc.returncode == 0 and not errors else GRADER_ERROR
-    return Outcome(entry.id, status, seconds, scores, doc.get("total", ""), doc.get("max_total", ""),
-                   doc.get("weights", {}).get("sha256", "")[:12], describe(doc))
+    try:
+        experiments_done = doc.get("experiments", [])
+        scores = {e["id"]: e["score"] for e in experiments_done}
+        errors = [e for e in experiments_done if e.get("error")]
+        status = GRADED if proc.returncode == 0 and not errors else GRADER_ERROR
+        return Outcome(entry.id, status, seconds, scores, doc.get("total", ""), doc.get("max_total", ""),
+                       (doc.get("weights") or {}).get("sha256", "")[:12], describe(doc))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        return Outcome(entry.id, CRASHED, seconds,
+                       message=f"the grader's report {json_path.name} is malformed ({type(exc).__name__}: {exc})")
+
+
+def read_report(path: Path) -> dict | None:
+    """The kit's JSON report at ``path``, or None when it is missing, too big or not a JSON object.
+
+    Reports are strict JSON; a ``NaN`` or ``Infinity`` written by an older grader is read
+    as None rather than costing the row.
+    """
+    try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            return None
+        text = path.read_text(encoding="utf-8", errors="replace")
+        doc = json.loads(text, parse_constant=lambda name: None)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _storage_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has no free block left (for this user)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free == 0
 
 
 def _log_tail(path: Path, chars: int = 300) -> str:
@@ -160,11 +262,14 @@ class Progress:
         score = f"{outcome.total}/{outcome.max_total}" if outcome.total != "" else "-"
         line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] {outcome.id}: {outcome.status} {score} "
                 f"({outcome.seconds:.1f} s) | elapsed {self._clock(elapsed)}, ETA {self._clock(eta)}")
-        if self.tty:
-            self.stream.write("\r\x1b[K" + line + ("\n" if self.done == self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        try:
+            if self.tty:
+                self.stream.write("\r\x1b[K" + line + ("\n" if self.done == self.total else ""))
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass   # a progress line is not worth a batch (a full disk under a redirected stderr)
 
 
 # --------------------------------------------------------------------------- the batch
@@ -185,8 +290,28 @@ def _own_peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _save(csv_path: Path, header: list[str], rows: dict[str, dict]) -> None:
+    try:
+        write_csv(csv_path, header, rows)
+    except OSError as exc:
+        raise WriteFailed("the gradebook", csv_path, exc) from None
+
+
 def run(args) -> int:
-    """Grade the batch described by the parsed command line ``args``; raises BatchError before starting."""
+    """Grade the batch described by the parsed command line ``args``.
+
+    Raises BatchError before anything is graded (bad arguments, a CSV from another batch
+    or locked by a running one), :class:`Interrupted` on SIGINT/SIGTERM/SIGHUP and
+    :class:`WriteFailed` when a write fails; in the last two cases the graders have been
+    killed, the CSV keeps every finished row and the scratch folder is gone.
+    """
     from grader.kit.paths import parse_experiments
     from grader.groups import parse_time_scale, time_scale_from_env, work_root
     folder = Path(args.submissions).resolve()
@@ -207,14 +332,40 @@ def run(args) -> int:
     except ValueError as exc:
         raise BatchError(str(exc)) from None
     csv_path = Path(args.csv).resolve()
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
     results_dir = Path(args.results_dir).resolve() if args.results_dir else csv_path.with_name(csv_path.stem + "-results")
-    results_dir.mkdir(parents=True, exist_ok=True)
     if folder == results_dir or folder in results_dir.parents:
         raise BatchError(f"--results-dir {results_dir} is inside the submissions folder; put it elsewhere")
+    try:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchError(f"cannot create the folder of --csv {csv_path}: {exc}") from None
+    try:
+        scratch_parent = work_root()
+    except (OSError, RuntimeError) as exc:
+        raise BatchError(f"cannot make the grader's work folder: {exc}") from None
 
+    with stop_signals():
+        lock = GradebookLock(csv_path)
+        try:
+            lock.acquire()
+        except LockHeld as exc:
+            raise BatchError(f"another batch is writing {csv_path.name} (pid {exc.pid or 'unknown'}); wait for "
+                             f"it to finish, or give this batch another --csv") from None
+        except OSError as exc:
+            raise BatchError(f"cannot lock {lock.path}: {exc}") from None
+        try:
+            return _run_locked(args, folder, experiments, csv_path, results_dir, lock.path, scratch_parent)
+        finally:
+            lock.release()
+
+
+def _run_locked(args, folder: Path, experiments: list[str], csv_path: Path, results_dir: Path,
+                lock_file: Path, scratch_parent: Path) -> int:
     header = columns(experiments)
-    old_header, rows = read_csv(csv_path)
+    try:
+        old_header, rows = read_csv(csv_path)
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise BatchError(f"cannot read {csv_path} as a gradebook ({exc}); fix it, or use another --csv") from None
     if args.force:
         rows = {}
     elif rows and old_header != header:
@@ -228,51 +379,121 @@ def run(args) -> int:
         if seeds and seeds != {str(seed)}:
             raise BatchError(f"{csv_path} was graded with seed {', '.join(sorted(seeds))}; rerun with that "
                              f"--seed, or --force to regrade everyone with seed {seed}")
-
-    entries = discover(folder)
+    try:
+        entries = discover(folder)
+    except OSError as exc:
+        raise BatchError(f"cannot list the submissions in {folder}: {exc}") from None
     todo = [e for e in entries if args.force or not is_done(rows.get(e.id, {}))]
     skipped = len(entries) - len(todo)
-    write_csv(csv_path, header, rows)  # exists from the start, so it can be hidden from students
 
-    private = Path(tempfile.mkdtemp(prefix="batch-", dir=work_root()))  # mode 0700, root's only
-    cache = Path(args.keep_cache).resolve() if args.keep_cache else private / "reference-cache"
-    extracted = private / "submissions"
-    extracted.mkdir()
-    hide = [folder, private, results_dir, csv_path] + ([cache] if args.keep_cache else [])
-    timeout = args.timeout or default_timeout(experiments, args.time_scale)
-    print(f"batch: {len(todo)} to grade, {skipped} already graded in {csv_path.name}; jobs {args.jobs}, "
-          f"seed {seed}, experiments {','.join(experiments)}, time scale {args.time_scale:g}, "
-          f"timeout {timeout:.0f} s per submission", file=sys.stderr)
-
-    prepare(todo, extracted)
-
-    start = time.monotonic()
-    progress = Progress(len(todo))
-    stop = threading.Event()
-    counts: dict[str, int] = {}
     try:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(grade_one, e, args, experiments, seed, hide, cache, results_dir, timeout, stop)
-                       for e in todo]
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteFailed("the results folder", results_dir, exc) from None
+    for stale in atomic.stale_temps(csv_path):   # left by a killed batch; we hold the lock now
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+    _save(csv_path, header, rows)  # exists from the start, so it can be hidden from students
+
+    private = graders_tmp = None
+    try:
+        with deferred_signals():
             try:
-                for future in as_completed(futures):
-                    outcome = future.result()
-                    rows[outcome.id] = outcome.row(seed)
-                    write_csv(csv_path, header, rows)
-                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
-                    progress.update(outcome)
-            except KeyboardInterrupt:
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                raise
+                private = Path(tempfile.mkdtemp(prefix="batch-", dir=scratch_parent))  # mode 0700, root's only
+                # The graders' own work folders go here ($AICS_GRADER_TMP of each grader), so that
+                # those of a grader killed on timeout or interruption are removed with the batch's.
+                graders_tmp = Path(tempfile.mkdtemp(prefix="batch-graders-", dir=scratch_parent))
+                os.chmod(graders_tmp, 0o711)   # sandbox users enter their own folder inside, list none
+            except OSError as exc:
+                raise WriteFailed("the scratch folder in", scratch_parent, exc) from None
+        args.graders_tmp = graders_tmp
+        cache = Path(args.keep_cache).resolve() if args.keep_cache else private / "reference-cache"
+        extracted = private / "submissions"
+        try:
+            extracted.mkdir()
+        except OSError as exc:
+            raise WriteFailed("the scratch folder", extracted, exc) from None
+        hide = [folder, private, results_dir, csv_path, lock_file] + ([cache] if args.keep_cache else [])
+        timeout = args.timeout or default_timeout(experiments, args.time_scale)
+        _say(f"batch: {len(todo)} to grade, {skipped} already graded in {csv_path.name}; jobs {args.jobs}, "
+             f"seed {seed}, experiments {','.join(experiments)}, time scale {args.time_scale:g}, "
+             f"timeout {timeout:.0f} s per submission")
+        start = time.monotonic()
+        counts = _grade_all(todo, args, experiments, seed, hide, cache, results_dir, timeout, extracted,
+                            csv_path, header, rows)
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        for scratch in (private, graders_tmp):
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
     wall = time.monotonic() - start
     self_kib = _own_peak_kib()
     child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do"
-    print(f"batch: {summary} in {wall:.1f} s; wrote {csv_path}", file=sys.stderr)
-    print(f"batch: peak memory: this process {self_kib / 1024:.0f} MiB, largest grader process "
-          f"{child_kib / 1024:.0f} MiB", file=sys.stderr)
+    _say(f"batch: {summary} in {wall:.1f} s; wrote {csv_path}")
+    _say(f"batch: peak memory: this process {self_kib / 1024:.0f} MiB, largest grader process "
+         f"{child_kib / 1024:.0f} MiB")
     return 0
+
+
+def _grade_all(todo: list[Entry], args, experiments: list[str], seed: int, hide: list[Path], cache: Path,
+               results_dir: Path, timeout: float, extracted: Path, csv_path: Path, header: list[str],
+               rows: dict[str, dict]) -> dict[str, int]:
+    """Grade ``todo`` on a pool of ``args.jobs`` threads, rewriting the CSV after each; counts by status.
+
+    On a stop signal or a failed write, the running graders are told to stop (each kills
+    its process group within a fraction of a second), what finished meanwhile is recorded,
+    and the exception goes on to the caller.
+    """
+    progress = Progress(len(todo))
+    stop = threading.Event()
+    counts: dict[str, int] = {}
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    futures: dict = {}
+    recorded: set = set()
+    unsaved = False   # rows holds an outcome the CSV does not have yet
+    try:
+        for i, e in enumerate(todo):
+            futures[pool.submit(_stopping_on_failure, stop, e, args, experiments, seed, hide, cache, results_dir,
+                                timeout, stop, extracted / f"{i:05d}")] = e
+        for future in as_completed(futures):
+            outcome = future.result()
+            recorded.add(future)
+            if outcome is None:
+                continue
+            rows[outcome.id] = outcome.row(seed)
+            unsaved = True
+            _save(csv_path, header, rows)
+            unsaved = False
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            progress.update(outcome)
+    except BaseException as exc:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        # Keep what finished while the batch was stopping, and say which ones were cut short.
+        late = [f for f in futures if f not in recorded and f.done() and not f.cancelled() and f.exception() is None
+                and f.result() is not None]
+        for future in late:
+            outcome = future.result()
+            rows[outcome.id] = outcome.row(seed)
+        if late or unsaved:
+            try:
+                write_csv(csv_path, header, rows)
+            except OSError:
+                pass   # the CSV is still the whole file of the last successful write
+        if isinstance(exc, (Interrupted, WriteFailed)):
+            exc.finished = sum(counts.values()) + sum(1 for f in late if f.result().status != INTERRUPTED)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    return counts
+
+
+def _stopping_on_failure(stop: threading.Event, *args) -> Outcome | None:
+    """:func:`grade_one` on a pool thread; a failed write tells the other threads to stop at once."""
+    try:
+        return grade_one(*args)
+    except BaseException:
+        stop.set()
+        raise
