@@ -8,6 +8,7 @@ Outputs come back as float64 ``.npz`` files, read as hostile input by ``grader.r
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,9 @@ from grader.results import MAX_FILE_BYTES, MAX_GROUP_BYTES, Refused, ResultsFold
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.
 NUMBA_CACHE = GENERATED_DIR / "numba-cache"
-MAX_SUBMISSION_BYTES = 50 * 2**20   # per experiment folder; larger files are skipped
+MAX_SUBMISSION_BYTES = 50 * 2**20
+# Everything a student process may write in its work folder (files, outputs, caches).
+WORKDIR_BYTES = 1 << 30   # per experiment folder; larger files are skipped
 MAX_RESULT_BYTES = MAX_FILE_BYTES        # one results file the parent reads back
 MAX_GROUP_RESULT_BYTES = MAX_GROUP_BYTES  # all results of one group
 TIME_SCALE_ENV = "AICS_GRADER_TIME_SCALE"
@@ -63,6 +66,19 @@ def hide_paths_from_env() -> tuple[Path, ...]:
 # The kit's code a sandboxed child runs or may import: the probe, the drivers and the
 # kit's runtime (grader.kit), and pycnml. Nothing else of the kit is in its view.
 CHILD_CODE = ("pyproject.toml", "grader/__init__.py", "grader/probe.py", "grader/drivers", "grader/kit", "pycnml")
+# Where the running grader package lives: the kit's tree, or site-packages when installed.
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def kit_private_paths() -> tuple[Path, ...]:
+    """The rest of the running grader package, covered in the child's view.
+
+    In a source tree they are simply not in the view; installed into site-packages, the
+    Python environment the child needs holds them too, so they are covered explicitly.
+    """
+    package = PACKAGE_ROOT / "grader"
+    allowed = {Path(rel).name for rel in CHILD_CODE if rel.startswith("grader/")}
+    return tuple(path for path in sorted(package.iterdir()) if path.name not in allowed | {"__pycache__"})
 
 
 def readonly_paths(resources: dict) -> tuple[Path, ...]:
@@ -72,7 +88,7 @@ def readonly_paths(resources: dict) -> tuple[Path, ...]:
     parameters), the course's images and class names, and the visible goldens (students
     have those anyway). Where namespaces work, nothing else of the machine's kit is there.
     """
-    paths = [REPO_ROOT / rel for rel in CHILD_CODE] + [GOLDEN_DIR, IMAGES_DIR, SYNSET_WORDS]
+    paths = [PACKAGE_ROOT / rel for rel in CHILD_CODE] + [GOLDEN_DIR, IMAGES_DIR, SYNSET_WORDS]
     paths += [Path(v) for v in resources.values() if isinstance(v, str) and os.path.isabs(v)]
     return tuple(dict.fromkeys(p.resolve() for p in paths if p.exists()))
 
@@ -339,7 +355,13 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
     start = time.perf_counter()
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix=f"{experiment}-{spec.name}-", dir=work_root()))
+    stack = contextlib.ExitStack()
     try:
+        if not trusted:
+            # The one folder a student process may write: a size-capped tmpfs where root may mount.
+            cap_note = stack.enter_context(sandbox.capped_folder(workdir, WORKDIR_BYTES))
+            if cap_note:
+                notes.append(cap_note)
         try:
             copied, msg = copy_experiment(submission, experiment, workdir / "submission", notes), ""
         except SubmissionRefused as refusal:
@@ -358,7 +380,8 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
             limits.memory_bytes = memory_bytes
         task["limits"] = {"wall_seconds": limits.wall_seconds, "memory_gb": limits.memory_bytes / 2**30}
         (workdir / "task.json").write_text(json.dumps(task))
-        env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "AICS_KIT_ROOT": str(REPO_ROOT)}  # the child imports this same grader
+        # The child imports this same grader package, and finds the kit's data through AICS_KIT_ROOT.
+        env = {"PYTHONPATH": str(PACKAGE_ROOT), "AICS_KIT_ROOT": str(REPO_ROOT)}
         if trusted:
             # The reference's compiled kernels (grader.refnet.fastops) are cached across runs.
             env["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE)
@@ -366,7 +389,7 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
             # A private copy for the student's process: it may read compiled kernels but
             # can never change what another process loads.
             shutil.copytree(NUMBA_CACHE, workdir / ".numba_cache", symlinks=False, dirs_exist_ok=True)
-        hide = () if trusted else tuple(hide_paths) + hide_paths_from_env() + (REFERENCE_DIR,)
+        hide = () if trusted else tuple(hide_paths) + hide_paths_from_env() + (REFERENCE_DIR,) + kit_private_paths()
         # Cases whose speed the parent times get a socket in the work folder, made before
         # the sandbox hands the folder to its user and closed once the child has ended.
         timer = timing_server.start_for_cases(workdir, cases, call_timeout=limits.wall_seconds)
@@ -383,4 +406,5 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
                 outcomes[name].timed = timed_run
         return GroupRun(experiment, spec.name, outcomes, result, time.perf_counter() - start, notes)
     finally:
+        stack.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -59,3 +59,17 @@ def reference_copy(dest: Path, experiment: str) -> Path:
         for path in fast.glob("*.py"):
             shutil.copy2(path, dest / path.name)
     return dest
+
+
+def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    """A zip holding ``members`` (name -> bytes) and symbolic links (name -> target)."""
+    import stat
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path

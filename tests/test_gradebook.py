@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,20 +16,10 @@ from grader.batch.gradebook import (BAD_SUBMISSION, CRASHED, FIXED_COLUMNS, GRAD
 from grader.batch.intake import UnsafeArchive, discover, find_root, prepare, safe_extract
 from grader.batch.scheduler import describe
 
+from gradeutil import make_zip  # tests/, on sys.path
+
 EXP = "exp_3_1_vgg"
 HEADER = columns([EXP])
-
-
-def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
-    """A zip holding ``members`` (name -> bytes) and symbolic links (name -> target)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-        for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return path
 
 
 def raw_lines(path: Path) -> list[str]:

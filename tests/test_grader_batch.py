@@ -8,10 +8,8 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import stat
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,9 @@ import pytest
 from grader.batch.intake import UnsafeArchive, discover, find_root, safe_extract
 from grader.kit.paths import REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 
+from gradeutil import make_zip  # tests/, on sys.path
+
 EXP = "exp_3_1_vgg"
-
-
-def make_zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-        for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return path
 
 
 @pytest.mark.parametrize("name", ["../evil.py", "/etc/evil.py", "a/../../evil.py", "C:/evil.py"])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.kit.paths import GOLDEN_DIR, REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import GOLDEN_DIR, REPO_ROOT
 from grader.kit.weights import resolve_weights
 from gradeutil import reference_copy
 from hostile import BY_NAME, EXP, HOSTILE  # tests/hostile, on sys.path beside this file

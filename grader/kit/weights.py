@@ -26,7 +26,7 @@ from pathlib import Path
 from grader.kit import paths
 # DEFAULT_SEED, IMAGE_MEAN and IMAGE_SIZE are the generator's; they are part of this
 # module's interface too, so they are imported under their own names.
-from grader.kit.synthetic import (DEFAULT_SEED, IMAGE_MEAN, IMAGE_SIZE, ProgressFn, file_sha256,
+from grader.kit.synthetic import (DEFAULT_SEED, ProgressFn, file_sha256,
                                   stderr_progress, write_synthetic)
 
 REAL_SIZE = 576042600
@@ -89,13 +89,9 @@ def resolve_weights(generate: bool = True) -> WeightsInfo:
     """
     env_value = os.environ.get(ENV_VAR)
     if env_value:
-        path = Path(env_value).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"${ENV_VAR} is set to {env_value!r}, but no file is there. Point ${ENV_VAR} at "
-                f"{REAL_FILENAME}, or unset it to use {real_weights_path()} or the synthetic weights.")
-        sha = sha256_file(path)
-        return WeightsInfo(path.resolve(), kind_of(sha), sha, "$" + ENV_VAR)
+        return _weights_at(Path(env_value).expanduser(), "$" + ENV_VAR,
+                           f"${ENV_VAR} is set to {env_value!r}, but no file is there. Point ${ENV_VAR} at "
+                           f"{REAL_FILENAME}, or unset it to use {real_weights_path()} or the synthetic weights.")
 
     real = real_weights_path()
     if real.is_file():
@@ -140,12 +136,17 @@ def weights_for(path_arg: str | os.PathLike | None) -> WeightsInfo:
     if not path_arg:
         return resolve_weights()
     path = Path(path_arg).expanduser()
+    return _weights_at(path, "--weights",
+                       f"weights file {path.resolve()} not found (from --weights). Omit --weights to use "
+                       f"${ENV_VAR}, {real_weights_path()} or the synthetic weights.")
+
+
+def _weights_at(path: Path, source: str, missing: str) -> WeightsInfo:
+    """The weights file a user named (``source``); FileNotFoundError(``missing``) when absent."""
     if not path.is_file():
-        raise FileNotFoundError(
-            f"weights file {path.resolve()} not found (from --weights). Omit --weights to use ${ENV_VAR}, "
-            f"{real_weights_path()} or the synthetic weights.")
+        raise FileNotFoundError(missing)
     sha = sha256_file(path)
-    return WeightsInfo(path.resolve(), kind_of(sha), sha, "--weights")
+    return WeightsInfo(path.resolve(), kind_of(sha), sha, source)
 
 
 # --------------------------------------------------------------------------- hashing
