@@ -103,7 +103,7 @@ class CheckContext:
             return assert_close(got, want, what or f"{self.where} [{key}]", tol)
         except CheckFailure as exc:
             if self.case.hidden:
-                raise CheckFailure(f"hidden check {self.case.name} [{key}]: {describe_failure_kind(exc)}; "
+                raise CheckFailure(f"hidden check {self.case.name} ({self.case.kind}): {describe_failure_kind(exc)}; "
                                    f"the visible checks of the same layer show details") from None
             raise
 
