@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,13 +23,13 @@ import numpy as np
 
 from grader import sandbox, timing_server
 from grader.experiments import Case, GroupSpec
-from grader.kit.paths import (GENERATED_DIR, GOLDEN_DIR, IMAGES_DIR, REFERENCE_DIR, REPO_ROOT, SYNSET_WORDS,
-                              is_student_handout)
+from grader.kit.paths import (GENERATED_DIR, GOLDEN_DIR, IMAGES_DIR, REFERENCE_DIR, REPO_ROOT, SYNSET_WORDS)
 from grader.results import MAX_FILE_BYTES, MAX_GROUP_BYTES, Refused, ResultsFolder
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.
 NUMBA_CACHE = GENERATED_DIR / "numba-cache"
 MAX_SUBMISSION_BYTES = 50 * 2**20
+MAX_SUBMISSION_ENTRIES = 2000           # files and folders per experiment folder
 # Everything a student process may write in its work folder (files, outputs, caches).
 WORKDIR_BYTES = 1 << 30   # per experiment folder; larger files are skipped
 MAX_RESULT_BYTES = MAX_FILE_BYTES        # one results file the parent reads back
@@ -220,6 +219,10 @@ def copy_experiment(submission: Path, experiment: str, dest: Path, notes: list) 
                 links.append(path)
             else:
                 files.append((path.relative_to(src), path))
+        # Empty files cost no bytes but each one costs the grader time outside any limit.
+        if len(files) + len(folders) + len(links) > MAX_SUBMISSION_ENTRIES:
+            raise SubmissionRefused(f"{experiment} holds more than {MAX_SUBMISSION_ENTRIES} files and folders; "
+                                    f"submit the book's files (and your own helpers), not a whole tree")
         for path in links:
             rel, target = path.relative_to(src), _link_target(path)
             if target is None:
@@ -309,33 +312,6 @@ def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None)
     return outcomes
 
 
-def _warm_numba_cache() -> bool:
-    """Compile the kit's numba kernels into NUMBA_CACHE once per machine (trusted process)."""
-    if is_student_handout():  # the handout has no compiled kernels of the kit's
-        return False
-    import hashlib
-
-    # Keyed by the size and mtime of every refnet module that defines numba kernels (as
-    # numba's own cache index is keyed by its source file's) and of fastops.py, whose
-    # warm_up() chooses what gets compiled: editing any of them warms the cache again.
-    digest = hashlib.sha256()
-    for source in sorted((Path(__file__).resolve().parent / "refnet").glob("*.py")):
-        if source.name != "fastops.py" and "njit" not in source.read_text(encoding="utf-8", errors="replace"):
-            continue
-        info = source.stat()
-        digest.update(f"{source.name}:{info.st_size}:{info.st_mtime_ns}\n".encode())
-    stamp = NUMBA_CACHE / f".warm-{digest.hexdigest()[:16]}"
-    if not stamp.exists():
-        NUMBA_CACHE.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([sys.executable, "-c", "from grader.refnet import fastops; fastops.warm_up()"],
-                              cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=600,
-                              env=dict(os.environ, NUMBA_CACHE_DIR=str(NUMBA_CACHE), PYTHONPATH=str(Path(__file__).resolve().parents[1])))
-        if proc.returncode != 0:
-            return False
-        stamp.write_text("")
-    return True
-
-
 def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Case], resources: dict,
               *, trusted: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None,
               time_scale: float | None = None) -> GroupRun:
@@ -385,10 +361,8 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
         if trusted:
             # The reference's compiled kernels (grader.refnet.fastops) are cached across runs.
             env["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE)
-        elif _warm_numba_cache():
-            # A private copy for the student's process: it may read compiled kernels but
-            # can never change what another process loads.
-            shutil.copytree(NUMBA_CACHE, workdir / ".numba_cache", symlinks=False, dirs_exist_ok=True)
+        # A student's process gets no compiled kernels of the kit's: they are the kit's own
+        # network (grader.refnet), loadable from a numba cache without any import.
         hide = () if trusted else tuple(hide_paths) + hide_paths_from_env() + (REFERENCE_DIR,) + kit_private_paths()
         # Cases whose speed the parent times get a socket in the work folder, made before
         # the sandbox hands the folder to its user and closed once the child has ended.

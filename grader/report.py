@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from grader import atomic
+from grader.results import printable
 from grader.scoring import ExperimentResult
 from grader.session import GradingSession
 
@@ -36,8 +37,10 @@ def strict(obj):
     """
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, str):
+        return printable(obj)
     if isinstance(obj, dict):
-        return {key: strict(value) for key, value in obj.items()}
+        return {printable(key) if isinstance(key, str) else key: strict(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [strict(value) for value in obj]
     return obj
@@ -129,7 +132,8 @@ def table(doc: dict, width: int = 100) -> str:
     lines.append(f"hidden checks: {'on, seed ' + str(hidden.get('seed')) if hidden.get('enabled') else 'off'}")
     lines.append(f"weights: {doc['weights']['kind']} ({doc['weights']['sha256'][:12]})")
     lines.append(f"TOTAL {doc['total']}/{doc['max_total']}")
-    return "\n".join(lines)
+    # Whatever a submission put in a message or a file name, the terminal shows it inert.
+    return "\n".join(printable(line) for line in lines)
 
 
 def _seconds(value) -> str:
@@ -151,7 +155,7 @@ def _junit_time(value) -> str:
 
 def _xml_text(text: str) -> str:
     """Drop characters XML 1.0 cannot carry (a student's exception may contain any)."""
-    return "".join(ch for ch in str(text) if ch in "\t\n\r" or (" " <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd")
+    return "".join(ch for ch in printable(text) if ch in "\t\n\r" or (" " <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd")
                    or ord(ch) >= 0x10000)
 
 

@@ -387,9 +387,19 @@ def finite_seconds(value) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+# C0 controls but tab and newline, DEL and C1 (ESC sequences rewrite a terminal's lines).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print or to send as strict UTF-8: controls and lone surrogates -> '?'."""
+    text = str(text).encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub("?", text)
+
+
 def _text(value, limit: int) -> str:
     if isinstance(value, str):
-        return value[:limit]
+        return printable(value[:limit])
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)[:limit]
     return ""
@@ -404,7 +414,7 @@ def _clean_extra(value, depth: int = 0):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return value[:MAX_EXTRA_TEXT]
+        return printable(value[:MAX_EXTRA_TEXT])
     if depth >= MAX_EXTRA_DEPTH:
         return None
     if isinstance(value, list):

@@ -71,7 +71,9 @@ class GradingSession:
                 if not case.weights_dependent and case.name in stored:
                     case.inputs = stored[case.name]["in"]
             if self.hidden:
-                cases = cases + module.hidden_cases(self.seed)
+                # A visible case an experiment replaces by a hidden one runs only as that one.
+                replaced = set(getattr(module, "REPLACED_BY_HIDDEN", ()))
+                cases = [c for c in cases if c.name not in replaced] + module.hidden_cases(self.seed)
             self._cases[experiment] = cases
         return self._cases[experiment]
 

@@ -47,3 +47,14 @@ def fingerprint(out: dict, name: str, array) -> np.ndarray:
     out[f"sample/{name}"] = flat[sample_indices(flat.size)]
     out[f"shape/{name}"] = np.asarray(arr.shape, dtype=np.float64)
     return arr
+
+
+def image_file(pixels) -> str:
+    """Write ``[H, W, 3]`` uint8 ``pixels`` to a fresh PNG in the process's temp folder; its path."""
+    import tempfile
+
+    from PIL import Image
+    folder = tempfile.mkdtemp(prefix="case-image-")
+    path = f"{folder}/image.png"
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
+    return path

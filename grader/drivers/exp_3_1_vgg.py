@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grader.drivers import BaseContext, fingerprint
+from grader.drivers import BaseContext, fingerprint, image_file
 from grader.kit.netloop import layer_names, run_layers
 
 
@@ -58,7 +58,7 @@ def vgg_network(ctx, p, x):
     vgg.build_model()
     vgg.init_model()
     vgg.load_model()
-    vgg.load_image(ctx.resources["image"])
+    vgg.load_image(image_file(x["image"]) if "image" in x else ctx.resources["image"])
     names = layer_names(vgg)
     out = {"input": np.asarray(vgg.input_image, dtype=np.float64)}
 
@@ -81,4 +81,5 @@ HANDLERS = {
     "softmax_forward": softmax_forward,
     "flatten_forward": flatten_forward,
     "vgg_network": vgg_network,
+    "vgg_network_image": vgg_network,
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grader.drivers import BaseContext, fingerprint, sample_indices
+from grader.drivers import BaseContext, fingerprint, image_file, sample_indices
 
 MAX_NAME = 64          # layer names are the student's strings; keep the JSON facts small
 CORNER = 16            # conv1_1's top-left corner: where padding mistakes show
@@ -90,16 +90,12 @@ def network(ctx, p, x):
 
 def network_image(ctx, p, x):
     """The net on an image given as a ``[H, W, 3]`` uint8 array (written to a PNG for load_image)."""
-    from PIL import Image
     vgg = ctx.vgg
     if vgg is None:
         vgg = _build(ctx)
         vgg.load_model()
         ctx.vgg = vgg
-    folder = Path(tempfile.mkdtemp(prefix="exp32-"))
-    path = folder / "image.png"
-    Image.fromarray(np.asarray(x["image"], dtype=np.uint8)).save(path)
-    vgg.load_image(str(path))
+    vgg.load_image(image_file(x["image"]))
     vgg.forward()
     return _outputs(vgg)
 

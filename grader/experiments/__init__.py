@@ -18,12 +18,15 @@ the reference set at grade time.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from grader.kit.compare import CheckFailure, Tolerance, assert_close
+from grader.kit.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
 
 
 @dataclass
@@ -116,7 +119,8 @@ def describe_failure_kind(exc: CheckFailure) -> str:
     if "non-finite" in text:
         return "output has NaN or inf values"
     if "elements differ" in text:
-        return "wrong values (shape right)"
+        count = re.search(r"\d+ of \d+ elements differ", text)
+        return "wrong values (shape right)" + (f": {count.group(0)}" if count else "")
     return "failed"
 
 
@@ -128,6 +132,21 @@ def compare_keys(tolerances: dict[str, Tolerance], show_seconds: bool = True) ->
             summaries[-1] += f" in {ctx.seconds:.3f} s"
         return "; ".join(summaries)
     return run
+
+
+def random_image(seed: int) -> np.ndarray:
+    """A fresh ``[H, W, 3]`` uint8 test image: a random crop of a kit image, maybe flipped, plus noise."""
+    rng = np.random.default_rng(seed)
+    source = [DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE][int(rng.integers(3))]
+    image = np.asarray(Image.open(source).convert("RGB"), dtype=np.float64)
+    h, w = image.shape[:2]
+    ch, cw = int(h * rng.uniform(0.6, 0.9)), int(w * rng.uniform(0.6, 0.9))
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = image[top:top + ch, left:left + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    crop = crop + rng.normal(0.0, 6.0, crop.shape)
+    return np.clip(np.rint(crop), 0, 255).astype(np.uint8)
 
 
 def he_normal(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:

@@ -25,12 +25,10 @@ Cases:
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
-from grader.experiments import Case, Check, CheckContext, GroupSpec, describe_failure_kind
+from grader.experiments import Case, Check, CheckContext, GroupSpec, describe_failure_kind, random_image
 from grader.kit.compare import CheckFailure, Tolerance, assert_close, first_divergent_layer
 from grader.kit.vgg_layout import output_shapes
-from grader.kit.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
 
 EXPERIMENT = "exp_3_2_dlp"
 
@@ -58,21 +56,6 @@ def network_case() -> Case:
     return Case("vgg_network", "network", "network",
                 "VGG19 on the cat image: build_model, load_model, load_image, forward, getOutputData",
                 weights_dependent=True)
-
-
-def random_image(seed: int) -> np.ndarray:
-    """A fresh ``[H, W, 3]`` uint8 test image: a random crop of a kit image, maybe flipped, plus noise."""
-    rng = np.random.default_rng(seed)
-    source = [DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE][int(rng.integers(3))]
-    image = np.asarray(Image.open(source).convert("RGB"), dtype=np.float64)
-    h, w = image.shape[:2]
-    ch, cw = int(h * rng.uniform(0.6, 0.9)), int(w * rng.uniform(0.6, 0.9))
-    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    crop = image[top:top + ch, left:left + cw]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    crop = crop + rng.normal(0.0, 6.0, crop.shape)
-    return np.clip(np.rint(crop), 0, 255).astype(np.uint8)
 
 
 def visible_cases() -> list[Case]:
