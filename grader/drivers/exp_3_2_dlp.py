@@ -8,9 +8,7 @@ methods (``getLayerType``, ``getLayerOutputShape``, ``getLayerOutput``).
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
