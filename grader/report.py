@@ -154,9 +154,10 @@ def _junit_time(value) -> str:
 
 
 def _xml_text(text: str) -> str:
-    """Drop characters XML 1.0 cannot carry (a student's exception may contain any)."""
-    return "".join(ch for ch in printable(text) if ch in "\t\n\r" or (" " <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd")
-                   or ord(ch) >= 0x10000)
+    """Drop what XML 1.0 cannot carry and what a terminal would obey (controls, lone surrogates)."""
+    text = str(text).encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch for ch in text if ch in "\t\n\r" or (" " <= ch <= "\x7e") or ("\xa0" <= ch <= "\ud7ff")
+                   or ("\ue000" <= ch <= "\ufffd") or ord(ch) >= 0x10000)
 
 
 def write_junit(doc: dict, path: Path) -> None:

@@ -9,6 +9,7 @@ an unknown compression method, not a zip at all) is refused with a reason for th
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import stat
@@ -21,6 +22,7 @@ from grader.kit.paths import EXPERIMENTS
 
 MAX_ZIP_BYTES = 200 * 2**20      # uncompressed total per submission
 MAX_ZIP_MEMBERS = 5000
+MAX_ZIP_DEPTH = 32               # path parts per zip entry: no real submission nests deeper
 MAX_SEARCH_DEPTH = 3             # how deep to look for the folder holding exp_* inside a submission
 
 
@@ -154,6 +156,11 @@ def _checked_parts(info: zipfile.ZipInfo) -> list[str]:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
         raise UnsafeArchive(f"entry {info.filename!r} points outside the submission")
+    if len(parts) > MAX_ZIP_DEPTH:
+        # checked before anything is written: a tree this deep is slow to resolve and
+        # deeper than the recursion limit of shutil.rmtree
+        raise UnsafeArchive(f"an entry nested {len(parts)} folders deep (at most {MAX_ZIP_DEPTH} allowed): "
+                            f"{info.filename[:80]!r}...")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise UnsafeArchive(f"entry {info.filename!r} is a symbolic link")
     if info.flag_bits & 0x1:
@@ -262,9 +269,37 @@ def clear(folder: Path) -> None:
         return
     for child in children:
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
+            remove_tree(child)
         else:
             try:
                 child.unlink()
             except OSError:
                 pass
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove ``folder`` and everything under it, best effort, never raising.
+
+    ``shutil.rmtree`` recurses once per level and raises RecursionError on a tree deeper
+    than the interpreter's limit; such a tree is then removed bottom-up without recursion.
+    """
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    except RecursionError:
+        pass
+    try:
+        for root, dirs, files in os.walk(folder, topdown=False, followlinks=False):
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                try:
+                    os.unlink(os.path.join(root, name))
+                except OSError:
+                    pass
+            for name in dirs:
+                try:
+                    os.rmdir(os.path.join(root, name))
+                except OSError:
+                    pass
+        os.rmdir(folder)
+    except (OSError, RecursionError):
+        pass

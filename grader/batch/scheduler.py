@@ -32,7 +32,7 @@ from pathlib import Path
 from grader import atomic
 from grader.batch.gradebook import (BAD_SUBMISSION, CRASHED, GRADED, GRADER_ERROR, INTERRUPTED, TIMEOUT,
                                     Outcome, columns, is_done, read_csv, recorded_seeds, write_csv)
-from grader.batch.intake import Entry, discover, prepare_one
+from grader.batch.intake import Entry, discover, prepare_one, remove_tree
 from grader.batch.lock import GradebookLock, LockHeld
 from grader.batch.stopping import Interrupted, WriteFailed, deferred_signals, stop_signals
 from grader.kit.paths import REPO_ROOT
@@ -118,7 +118,7 @@ def grade_one(entry: Entry, args, experiments: list[str], seed: int, hide: list[
                        message=f"the batch failed on this submission: {type(exc).__name__}: {exc}")
     finally:
         if extracted:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
 
 
 def _run_grader(entry: Entry, args, experiments: list[str], seed: int, hide: list[Path], cache: Path,
@@ -426,7 +426,7 @@ def _run_locked(args, folder: Path, experiments: list[str], csv_path: Path, resu
     finally:
         for scratch in (private, graders_tmp):
             if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+                remove_tree(scratch)
     wall = time.monotonic() - start
     self_kib = _own_peak_kib()
     child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
