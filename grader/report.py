@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import json
 import math
-import textwrap
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from grader import atomic
+from grader.kit.i18n import display_width, translate, word
 from grader.results import printable
 from grader.scoring import ExperimentResult
 from grader.session import GradingSession
@@ -74,11 +75,46 @@ def build(results: list[ExperimentResult], session: GradingSession, seconds: flo
 
 
 def _wrap(text: str, width: int, indent: str) -> list[str]:
+    """``text`` wrapped to ``width`` terminal columns under ``indent``, paragraph by paragraph.
+
+    Lines break at spaces, and between wide (CJK) characters, which count two columns; a
+    paragraph that starts with spaces (a crash frame line) continues two columns deeper.
+    """
     out = []
+    room = max(width - len(indent), 20)
     for para in str(text).splitlines() or [""]:
-        out += textwrap.wrap(para, max(width - len(indent), 20), break_long_words=True,
-                             break_on_hyphens=False) or [""]
+        lead = len(para) - len(para.lstrip(" "))
+        out += _fill(para.rstrip(), room, " " * (lead + 2) if lead else "")
     return [indent + line for line in out]
+
+
+# A run of narrow characters with the spaces after it, or one wide character with its spaces.
+_TOKEN = re.compile(r"[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6] *"
+                    r"|[^ \u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]+ *"
+                    r"| +")
+
+
+def _fill(para: str, room: int, deeper: str) -> list[str]:
+    """Greedy fill of one paragraph into lines of at most ``room`` columns."""
+    lines, current = [], ""
+    for token in _TOKEN.findall(para):
+        while token:
+            if display_width(current + token.rstrip()) <= room:
+                current += token
+                token = ""
+            elif current.strip():
+                lines.append(current.rstrip())
+                current, token = deeper, token.lstrip(" ")
+            else:
+                # A word longer than a whole line: cut it where the line is full.
+                cut = 1
+                while cut < len(token) and display_width(current + token[:cut + 1]) <= room:
+                    cut += 1
+                lines.append((current + token[:cut]).rstrip())
+                current, token = deeper, token[cut:]
+    if current.strip() or not lines:
+        lines.append(current.rstrip())
+    return lines
 
 
 def summary_line(exp: dict) -> str:
@@ -96,42 +132,142 @@ def summary_line(exp: dict) -> str:
     return head + f"  - tier {blocking} needs: {', '.join(names[:3])}{more}"
 
 
-def table(doc: dict, width: int = 100) -> str:
-    """A table a student can read: one line per check, reasons wrapped under failures.
+# ----- what a check's line shows -------------------------------------------------------
 
-    Passing hidden checks are folded into one line per tier; a failing one is listed
-    with its name and the kind of error (never its data).
+SKIP_PREFIXES = ("skipped:", "not run", "not checked:")
+
+
+def status(check: dict) -> str:
+    """``PASS``, ``FAIL``, or ``SKIP`` for a check that was not run (it never counts as passed)."""
+    if check["passed"]:
+        return "PASS"
+    return "SKIP" if str(check.get("message", "")).startswith(SKIP_PREFIXES) else "FAIL"
+
+
+def in_tier_order(checks: list[dict]) -> list[dict]:
+    """Checks of tier 60 first, then 80, then 100; the declared order within a tier."""
+    return sorted(checks, key=lambda c: c["tier"])
+
+
+_SPEED = re.compile(r"(conv|pool) forward raw ([\d.]+) s.*?speedup ([\d.]+) s.*?ratio ([\d.]+x)")
+_TOP1 = re.compile(r"top-1 class id \d+ \(p = [\d.]+\)")
+_LOSS = re.compile(r"total loss \S+ -> \S+ in \d+ steps")
+_TIMES = re.compile(r"\b(\w+_time) ([\d.]+) s\b")
+_MAX_ERR = re.compile(r"max abs err ([\d.eE+-]+)")
+
+
+def measured(message: str) -> str:
+    """The numbers a passing check measured, short: speed-ups, top-1, losses, layer times, max error."""
+    items = [f"{kind} {raw} s -> {fast} s ({ratio})" for kind, raw, fast, ratio in _SPEED.findall(message)]
+    items += _TOP1.findall(message) + _LOSS.findall(message)
+    items += [f"{name} {value} s" for name, value in _TIMES.findall(message)]
+    errors = []
+    for text in _MAX_ERR.findall(message):
+        try:
+            errors.append(float(text))
+        except ValueError:
+            continue
+    if errors and math.isfinite(max(errors)):
+        items.append(f"max abs err {max(errors):.3g}")
+    return ", ".join(items)
+
+
+# The part of a failure message that names its cause: an exception (a crash or the
+# skeleton's TODO, with its crash lines) or the end of the submission's process.
+_CAUSE = re.compile(r"(?:^|: )((?:[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b|the submission's process\b"
+                    r"|case was not run\b).*)", re.S)
+_EXC_TYPE = re.compile(r"^([A-Z]\w*(?:Error|Exception|Exit|Interrupt))\b")
+
+
+def cause_of(message: str) -> str:
+    """The root cause in a failure message (for "same cause as"), or ``""`` when it has none."""
+    found = _CAUSE.search(str(message))
+    return found.group(1).strip() if found else ""
+
+
+def same_cause(name: str, cause: str) -> str:
+    """The line shown instead of a cause printed in full under ``name`` already."""
+    kind = _EXC_TYPE.match(cause)
+    return f"same cause as {name}" + (f" ({kind.group(1)})" if kind else "")
+
+
+def _pad(text: str, columns: int, right: bool = False) -> str:
+    """``text`` padded with spaces to ``columns`` terminal columns."""
+    fill = " " * max(columns - display_width(text), 0)
+    return fill + text if right else text + fill
+
+
+def _check_lines(exp: dict, width: int, lang: str) -> list[str]:
+    """The rows of one experiment's checks, reasons and numbers under them, in ``lang``."""
+    lines = []
+    hidden_passed: dict[int, list] = {}
+    causes: dict[str, str] = {}    # cause -> the check it was printed under
+    for c in in_tier_order(exp["checks"]):
+        if c.get("hidden") and c["passed"]:
+            hidden_passed.setdefault(c["tier"], []).append(c)
+            continue
+        mark = status(c)
+        row = f"  {c['tier']:>4}  {_pad(word(mark, lang), 6)}  {_seconds(c.get('seconds'))}  {c['name']}"
+        if mark == "PASS":
+            numbers = translate(measured(c["message"]), lang)
+            if numbers and display_width(f"{row}  {numbers}") <= width:
+                lines.append(f"{row}  {numbers}")
+            else:
+                lines.append(row)
+                if numbers:
+                    lines += _wrap(numbers, width, " " * 10)[:1]
+            continue
+        text = c["message"]
+        cause = cause_of(text) if mark == "FAIL" else ""
+        short = mark == "SKIP"
+        if cause and cause in causes:
+            text, short = same_cause(causes[cause], cause), True
+        elif cause:
+            causes[cause] = c["name"]
+        text = translate(text, lang)
+        # A short reason (a skip, "same cause as ...") goes on the check's own line when it fits.
+        if short and "\n" not in text and display_width(f"{row}  {text}") <= width:
+            lines.append(f"{row}  {text}")
+            continue
+        lines.append(row)
+        lines += _wrap(text, width, " " * 10)
+    for tier, group in sorted(hidden_passed.items()):
+        secs = sum(finite(c.get("seconds"), 0.0) for c in group)
+        folded = translate(f"{len(group)} hidden check(s)", lang)
+        lines.append(f"  {tier:>4}  {_pad(word('PASS', lang), 6)}  {_seconds(secs)}  {folded}")
+    return lines
+
+
+def table(doc: dict, width: int = 100, lang: str = "en") -> str:
+    """A table a student can read, in ``lang`` ("en" or "zh"): one line per check in tier order.
+
+    A failure's reason is wrapped under it; a cause shared by several failures (the same
+    crash, the same TODO) is printed in full once, the others say "same cause as ...". A
+    passing check shows the numbers it measured. Passing hidden checks are folded into one
+    line per tier; a failing one is listed with its name and the kind of error (never its
+    data). The JSON reports keep every message in full and in English.
     """
+    tr = lambda text: translate(text, lang)  # noqa: E731
     lines = []
     for exp in doc["experiments"]:
         lines.append("")
-        lines.append(summary_line(exp))
-        lines.append(f"  {'tier':>4}  {'result':<6}  {'seconds':>8}  check")
-        hidden_passed: dict[int, list] = {}
-        for c in exp["checks"]:
-            if c.get("hidden") and c["passed"]:
-                hidden_passed.setdefault(c["tier"], []).append(c)
-                continue
-            mark = "PASS" if c["passed"] else "FAIL"
-            lines.append(f"  {c['tier']:>4}  {mark:<6}  {_seconds(c.get('seconds'))}  {c['name']}")
-            if not c["passed"]:
-                lines += _wrap(c["message"], width, " " * 10)
-        for tier, group in sorted(hidden_passed.items()):
-            secs = sum(finite(c.get("seconds"), 0.0) for c in group)
-            lines.append(f"  {tier:>4}  {'PASS':<6}  {_seconds(secs)}  {len(group)} hidden check(s)")
+        lines.append(tr(summary_line(exp)))
+        lines.append(f"  {_pad(word('tier', lang), 4, right=True)}  {_pad(word('result', lang), 6)}  "
+                     f"{_pad(word('seconds', lang), 8, right=True)}  {word('check', lang)}")
+        lines += _check_lines(exp, width, lang)
         for note in exp.get("notes", []):
-            lines += _wrap(f"note: {note}", width, "  ")
+            lines += _wrap(tr(f"note: {note}"), width, "  ")
         if exp.get("error"):
-            lines += _wrap(f"GRADER ERROR: {exp['error']}", width, "  ")
+            lines += _wrap(tr(f"GRADER ERROR: {exp['error']}"), width, "  ")
     iso = doc.get("isolation", {})
     if iso and not iso.get("privilege_drop", False):
         lines.append("")
-        lines += _wrap(f"isolation: reduced ({iso.get('reason_off') or 'privileges cannot be dropped'})", width, "")
+        lines += _wrap(tr(f"isolation: reduced ({iso.get('reason_off') or 'privileges cannot be dropped'})"), width, "")
     hidden = doc.get("hidden_checks", {})
     lines.append("")
-    lines.append(f"hidden checks: {'on, seed ' + str(hidden.get('seed')) if hidden.get('enabled') else 'off'}")
-    lines.append(f"weights: {doc['weights']['kind']} ({doc['weights']['sha256'][:12]})")
-    lines.append(f"TOTAL {doc['total']}/{doc['max_total']}")
+    lines.append(tr(f"hidden checks: {'on, seed ' + str(hidden.get('seed')) if hidden.get('enabled') else 'off'}"))
+    lines.append(tr(f"weights: {doc['weights']['kind']} ({doc['weights']['sha256'][:12]})"))
+    lines.append(tr(f"TOTAL {doc['total']}/{doc['max_total']}"))
     # Whatever a submission put in a message or a file name, the terminal shows it inert.
     return "\n".join(printable(line) for line in lines)
 

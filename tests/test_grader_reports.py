@@ -112,7 +112,7 @@ def test_terminal_output_has_no_pytest_noise(reference_run, pristine_run):
         assert not re.search(r"^[.FEsx]{5,}", proc.stdout, re.M), proc.stdout
         assert "FAILED " not in proc.stdout and "passed in" not in proc.stdout
     summary = pristine_run[1].stdout
-    assert re.search(r"exp_3_1_vgg: 0/100 +\(0 of 16 checks passed\) +- tier 60 needs: conv_k3_p1_s1", summary)
+    assert re.search(r"exp_3_1_vgg: 0/100 +\(0 of \d+ checks passed\) +- tier 60 needs: conv_k3_p1_s1", summary)
     assert "13 hidden check(s)" in reference_run[1].stdout
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from grader.diagnose import diagnose
 from grader.kit.compare import CheckFailure, Tolerance, assert_close
 from grader.kit.paths import DEFAULT_CAT, DEFAULT_CONTENT, DEFAULT_STYLE
 
@@ -40,6 +41,9 @@ class Case:
     hidden: bool = False
     weights_dependent: bool = False              # golden keyed by the weights' fingerprint
     needs_golden: bool = True                    # False: the check tests properties (loss falls, speed-up)
+    # What kind of input a hidden case has, in words a failure message may show (never its
+    # data): "batch N = 2, stride 2", "gradients near zero".
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class GroupSpec:
     name: str
     wall_seconds: float
     cpu_seconds: float
+    # An expensive group (a whole network) is not run when a lower tier has already failed:
+    # its checks could not count (grader.checks.plugin).
+    expensive: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,27 +107,89 @@ class CheckContext:
         return self.session.golden(self.experiment, self.case.name)
 
     def compare(self, key: str, tol: Tolerance, what: str | None = None) -> str:
-        """Compare output ``key`` with the golden's; a hidden case's message tells no data."""
+        """Compare output ``key`` with the golden's; on a mismatch add a diagnosis if one fits.
+
+        A hidden case's message tells no data: the kind of error, the diagnosis (a named
+        mistake, never a value), what kind of input the case has, and its visible twin.
+        """
         got, want = self.outputs.get(key), self.golden[key]
         try:
             return assert_close(got, want, what or f"{self.where} [{key}]", tol)
         except CheckFailure as exc:
+            hint = diagnose(self.case, key, got, want, tol)
             if self.case.hidden:
-                raise CheckFailure(f"hidden check {self.case.name} ({self.case.kind}): {describe_failure_kind(exc)}; "
-                                   f"the visible checks of the same layer show details") from None
-            raise
+                raise CheckFailure(self.hidden_failure(key, exc, hint, tol)) from None
+            raise CheckFailure(f"{exc}; {hint}" if hint else str(exc)) from None
+
+    def hidden_failure(self, key: str, exc: CheckFailure, hint: str, tol: Tolerance) -> str:
+        """A hidden check's failure message: kind of error, diagnosis, input kind, visible twin."""
+        parts = [f"hidden check {self.case.name} ({self.case.kind}): {describe_failure_kind(exc)}"]
+        if hint:
+            parts.append(hint)
+        twin = self.visible_twin()
+        if twin is not None and self.twin_passes(twin, key, tol):
+            parts.append(f"the visible check {twin.name} passes; this case differs in kind: "
+                         f"{input_kind(self.case, twin)}")
+        else:
+            parts.append(f"input: {input_kind(self.case, None)}")
+            parts.append(f"the visible check {twin.name} shows details" if twin is not None
+                         else "the visible checks of the same layer show details")
+        return "; ".join(parts)
+
+    def visible_twin(self) -> Case | None:
+        """The visible case a hidden case mirrors (its name without ``hidden_``), if there is one."""
+        name = self.case.name.removeprefix("hidden_")
+        if name == self.case.name:
+            return None
+        try:
+            twin = self.session.case(self.experiment, name)
+        except KeyError:
+            return None
+        return twin if not twin.hidden and twin.kind == self.case.kind else None
+
+    def twin_passes(self, twin: Case, key: str, tol: Tolerance) -> bool:
+        """Whether output ``key`` of the visible twin matches its golden (its group runs anyway)."""
+        outcome = self.session.outcome(self.experiment, twin.name)
+        if outcome.status != "ok" or key not in outcome.outputs:
+            return False
+        try:
+            assert_close(outcome.outputs[key], self.session.golden(self.experiment, twin.name)[key], twin.name, tol)
+        except (CheckFailure, KeyError):
+            return False
+        return True
+
+
+_SHAPES = re.compile(r"\[\d+(?:, \d+)*\]")
+
+
+def input_kind(case: Case, twin: Case | None) -> str:
+    """What kind of input ``case`` has, in words that tell no data: its hint, else its label's shapes.
+
+    Next to a visible ``twin`` of the same label it says that only the values are fresh.
+    """
+    if case.hint:
+        return case.hint
+    if twin is not None and twin.label == case.label:
+        return ("the same shapes and parameters with fresh random values (does the code depend on "
+                "particular values, or keep results between calls?)")
+    shapes = _SHAPES.findall(case.label)
+    return f"shapes {', '.join(shapes)}" if shapes else "fresh random values"
 
 
 def describe_failure_kind(exc: CheckFailure) -> str:
     """A hidden check's failure, told without its data."""
     text = str(exc)
-    if "shape" in text and "expected" in text:
-        return "wrong output shape"
     if "non-finite" in text:
         return "output has NaN or inf values"
+    if "value differs" in text:
+        return "wrong value"
     if "elements differ" in text:
         count = re.search(r"\d+ of \d+ elements differ", text)
         return "wrong values (shape right)" + (f": {count.group(0)}" if count else "")
+    if "shape" in text and "expected" in text:
+        return "wrong output shape"
+    if "got None" in text:
+        return "no output (None returned)"
     return "failed"
 
 

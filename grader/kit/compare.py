@@ -52,6 +52,7 @@ def assert_close(got, want, what: str, tol: Tolerance) -> str:
 
     The failure message names ``what`` (layer and case), both shapes, the worst element
     (index, got, want, abs and rel error), how many elements are off, and the tolerance.
+    A single number (a loss, shape ``()`` or ``(1,)``) is told as "got X, expected Y".
     """
     got = coerce(got, what)
     want = np.asarray(want, dtype=np.float64)
@@ -73,6 +74,10 @@ def assert_close(got, want, what: str, tol: Tolerance) -> str:
     worst = np.unravel_index(int(np.argmax(err - limit)), err.shape)
     w_got, w_want, w_err = float(got[worst]), float(want[worst]), float(err[worst])
     w_rel = w_err / max(abs(w_want), 1e-300)
+    if np.any(over) and want.size == 1:
+        # One number: an index and an element count would only hide it.
+        raise CheckFailure(f"{what}: value differs: got {w_got:.7g}, expected {w_want:.7g} "
+                           f"(abs err {w_err:.3g}, rel err {w_rel:.3g}); tolerance {tol.describe()}")
     detail = (f"worst element at index {tuple(int(i) for i in worst)}: got {w_got:.7g}, want {w_want:.7g} "
               f"(abs err {w_err:.3g}, rel err {w_rel:.3g})")
     if np.any(over):
