@@ -1,7 +1,8 @@
 """Experiment 3.2 runner: VGG19 on the DLP through pycnml (book section 3.2.4.5-3.2.4.6).
 
-    python exp_3_2_dlp/main_exp_3_2.py [--submission stu_upload] [--file-list exp_3_2_dlp/file_list]
-                                       [--weights PATH] [--no-compare] [--profile]
+    cd exp_3_2_dlp && python main_exp_3_2.py          (the book's way; or from the kit's folder:
+    python exp_3_2_dlp/main_exp_3_2.py [--submission DIR] [--file-list exp_3_2_dlp/file_list]
+                                       [--weights PATH] [--no-compare] [--profile])
 
 The book's flow with your vgg19_demo.py: VGG19(), build_model, load_model, then for each
 line ``path label`` of the file list (paths relative to the kit's root) load_image and
@@ -11,6 +12,10 @@ comparison per image of the CPU VGG19 of experiment 3.1 from the same submission
 top-1 agreement; host times measured, DLP times MODELLED by the emulator), per layer type,
 and the whole-net run against per-layer host<->device round trips. An unfinished or
 missing 3.1 only skips the comparison.
+
+The submission defaults to the kit's ``stu_upload/`` whatever the current folder; a
+relative ``--submission`` or ``--file-list`` is taken from the current folder.
+Exit status: 0 the run finished, 1 a TODO is unfinished or pycnml refused a call, 2 bad arguments.
 """
 from __future__ import annotations
 
@@ -25,10 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from grader.kit.images import load_image  # noqa: E402
-from grader.kit.netloop import run_layers  # noqa: E402
+from grader.kit.netloop import eta_line, layer_names, layer_work, run_layers  # noqa: E402
 from grader.kit.paths import SYNSET_WORDS  # noqa: E402
 from grader.kit.quantparams import resolve_quant_params  # noqa: E402
-from grader.kit.submission import SubmissionError, load_module  # noqa: E402
+from grader.kit.submission import SubmissionError, load_module, resolve_submission  # noqa: E402
 from grader.kit.vgg_layout import layer_kind  # noqa: E402
 from grader.kit.weights import WeightsInfo, weights_for  # noqa: E402
 
@@ -111,7 +116,7 @@ class CpuVGG19:
     ``seconds`` holds each layer's time of the last forward.
     """
 
-    def __init__(self, submission: str, weights: WeightsInfo):
+    def __init__(self, submission: Path, weights: WeightsInfo):
         vgg_cpu = load_module(submission, "exp_3_1_vgg", "vgg_cpu")
         self.vgg = vgg_cpu.VGG19(param_path=str(weights.path))
         self.vgg.build_model()
@@ -120,9 +125,20 @@ class CpuVGG19:
         self.image_mean = np.asarray(self.vgg.image_mean, dtype=np.float64).reshape(-1)
         self.seconds: dict[str, float] = {}
 
-    def forward(self, x) -> np.ndarray:
-        prob, self.seconds = run_layers(self.vgg, np.asarray(x, dtype=np.float32))
+    def forward(self, x, on_layer=None) -> np.ndarray:
+        prob, self.seconds = run_layers(self.vgg, np.asarray(x, dtype=np.float32), on_layer=on_layer)
         return np.asarray(prob, dtype=np.float64)
+
+    def first_layer_eta(self, images: int):
+        """An ``on_layer`` hook printing, after the first layer, how long the CPU side will take."""
+        work = layer_work(layer_names(self.vgg))
+
+        def hook(index, name, output, seconds):
+            if index == 1:
+                each = " per image" if images > 1 else ""
+                print(f"CPU side ({images} image{'s' if images != 1 else ''}):{eta_line(name, seconds, work)}{each}",
+                      flush=True)
+        return hook
 
 
 def _kind(name: str) -> str | None:
@@ -141,13 +157,14 @@ def _cpu_unavailable(where: str, exc: Exception) -> str:
     return f"comparison skipped: the CPU side is experiment 3.1 of the same submission, and {exc}"
 
 
-def print_comparison(results, weights: WeightsInfo, submission: str = "stu_upload") -> None:
+def print_comparison(results, weights: WeightsInfo, submission: Path | None = None) -> None:
     """Experiment 3.1's VGG19 on the CPU against the DLP run, per image, then per layer type.
 
     The CPU side comes from the same submission folder. When its 3.1 is missing or
     unfinished a note says so; the DLP results printed before stand on their own.
     """
-    where = str(Path(submission) / "exp_3_1_vgg")
+    submission = resolve_submission(submission)
+    where = str(submission / "exp_3_1_vgg")
     print("\n=== CPU (VGG19 of experiment 3.1, float32 input) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
     print(f"building the CPU side from {where}/vgg_cpu.py ...", flush=True)
     try:
@@ -162,7 +179,7 @@ def print_comparison(results, weights: WeightsInfo, submission: str = "stu_uploa
         x = load_image(row["image"], ref.image_mean)            # [1, 3, 224, 224] float64
         t0 = time.perf_counter()
         try:
-            p = ref.forward(x).reshape(-1)
+            p = ref.forward(x, ref.first_layer_eta(len(results)) if number == 0 else None).reshape(-1)
         except NotImplementedError as exc:
             print(_cpu_unavailable(where, exc))
             return
@@ -216,7 +233,9 @@ def print_comparison(results, weights: WeightsInfo, submission: str = "stu_uploa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Experiment 3.2: VGG19 on the DLP through pycnml")
-    parser.add_argument("--submission", default="stu_upload", help="folder shaped like stu_upload/")
+    parser.add_argument("--submission", default=None,
+                        help="folder shaped like stu_upload/, relative to the current folder "
+                             "(default: the kit's stu_upload/)")
     parser.add_argument("--file-list", default=str(DEFAULT_FILE_LIST),
                         help="lines 'image_path label', paths relative to the kit's root (default: %(default)s)")
     parser.add_argument("--weights", default=None, help="a MatConvNet VGG19 .mat (default: resolved as env.sh says)")
@@ -225,19 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        submission = resolve_submission(args.submission)
         entries = read_file_list(Path(args.file_list))
         weights = weights_for(args.weights)
         quant_path = resolve_quant_params(weights)
         labels = SYNSET_WORDS.read_text(encoding="utf-8").splitlines(keepends=True)
-    except (FileNotFoundError, ValueError) as exc:
+    except (SubmissionError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(weights.banner())
+    print(f"Submission: {submission / EXPERIMENT}")
     print(f"quant parameters: {quant_path}")
     import pycnml
     print(pycnml.backend_info())
     try:
-        demo = load_module(args.submission, EXPERIMENT, "vgg19_demo")
+        demo = load_module(submission, EXPERIMENT, "vgg19_demo")
         vgg = demo.VGG19()
         vgg.build_model(param_path=str(weights.path), quant_param_path=str(quant_path))
         vgg.load_model()
@@ -247,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except NotImplementedError as exc:
         print(f"\nNot finished yet: {exc or 'a TODO raises NotImplementedError'}.\n"
-              f"Complete the TODOs in {args.submission}/{EXPERIMENT}/vgg19_demo.py and run again.", file=sys.stderr)
+              f"Complete the TODOs in {submission / EXPERIMENT}/vgg19_demo.py and run again.", file=sys.stderr)
         return 1
     except pycnml.CnmlError as exc:
         print(f"\npycnml refused a call from your vgg19_demo.py: {exc}", file=sys.stderr)
@@ -262,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(pycnml.format_profile(vgg.net))
     if not args.no_compare:
-        print_comparison(results, weights, args.submission)
+        print_comparison(results, weights, submission)
     return 0
 
 

@@ -1,7 +1,7 @@
 """``python -m grader``: grade a submission, and the instructor's sub-commands.
 
-    python -m grader [--submission DIR] [--experiments exp_3_1_vgg,...] [--json FILE]
-                     [--results-json FILE] [--junit FILE] [--visible-only] [--seed N]
+    python -m grader [--submission DIR] [--experiments exp_3_1_vgg,...] [--quick] [--lang {zh,en}]
+                     [--json FILE] [--results-json FILE] [--junit FILE] [--visible-only] [--seed N]
                      [--time-scale F] [--memory-gb G] [--hide PATH ...] [--golden-cache DIR]
     python -m grader release [OUT_DIR]        skeletons / student handout
     python -m grader goldens                  recompute visible goldens (instructor)
@@ -9,7 +9,8 @@
     python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv [--results-dir DIR]
 
 Grading exits 0 whenever grading ran, whatever the score; non-zero only when the
-grader itself failed (bad arguments, missing weights, an internal error).
+grader itself failed (2: bad arguments, 3: an experiment could not be graded, 4: a report
+file could not be written, 128 + N: stopped by signal N).
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from grader.kit.i18n import LANGS, default_lang
 from grader.kit.paths import EXPERIMENTS, REFERENCE_DIR, parse_experiments
+
+EXIT_BAD_ARGUMENTS = 2
 
 # The signal that asked the grader to stop (SIGINT, SIGTERM or SIGHUP), once one arrived.
 STOP: list[int] = []
@@ -50,13 +54,35 @@ SUBCOMMANDS = {
 }
 
 
+def experiments_argument(text: str) -> str:
+    """argparse type of ``--experiments``: the text itself once every id in it is known.
+
+    An unknown id is a usage error (exit 2, with the valid ids) before anything runs.
+    """
+    try:
+        parse_experiments(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def grade_parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  python -m grader {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())
     p = argparse.ArgumentParser(prog="python -m grader", description="Grade a chapter-3 submission (60/80/100 tiers).",
-                                epilog=f"sub-commands (each has its own --help):\n{commands}",
+                                epilog=f"sub-commands (each has its own --help):\n{commands}\n\n"
+                                       f"exit status: 0 grading ran (whatever the score), {EXIT_BAD_ARGUMENTS} bad "
+                                       f"arguments,\n  3 an experiment could not be graded, 4 a report file could "
+                                       f"not be written,\n  128 + N stopped by signal N\n",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--submission", default=None, help="folder shaped like stu_upload/ (default: stu_upload)")
-    p.add_argument("--experiments", default=None, help="comma-separated subset of " + ",".join(EXPERIMENTS))
+    p.add_argument("--submission", default=None, help="folder shaped like stu_upload/, relative to the current folder "
+                                                         "(default: the kit's stu_upload/)")
+    p.add_argument("--experiments", default=None, type=experiments_argument,
+                   help="comma-separated subset of " + ",".join(EXPERIMENTS))
+    p.add_argument("--quick", action="store_true",
+                   help="run only the tier-60 checks (seconds); the others are listed as not run")
+    p.add_argument("--lang", choices=LANGS, default=None,
+                   help="language of the report table (default: $AICS_LANG, else zh in a student handout "
+                        "and en elsewhere)")
     p.add_argument("--json", dest="json_path", default=None, help="write the kit's JSON report here")
     p.add_argument("--results-json", default=None, help="write Gradescope results.json here")
     p.add_argument("--junit", default=None, help="write JUnit XML here")
@@ -92,15 +118,15 @@ def grade(argv: list[str]) -> int:
         submission = resolve_submission(args.submission)
     except (SubmissionError, ValueError) as exc:
         print(f"grader: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_ARGUMENTS
     try:
         scale = parse_time_scale(args.time_scale) if args.time_scale is not None else time_scale_from_env()
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_ARGUMENTS
     if args.memory_gb is not None and args.memory_gb <= 0:
         print(f"grader: --memory-gb={args.memory_gb} must be positive (e.g. 6)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_ARGUMENTS
     from grader import sandbox
     isolation = sandbox.protections_available()
     trusted = submission.resolve() == REFERENCE_DIR.resolve()
@@ -108,17 +134,20 @@ def grade(argv: list[str]) -> int:
         print(f"grader: refusing to run untrusted code without isolation: {isolation.get('reason_off')}. "
               f"Run the grader as root (as CI and Gradescope do), or pass --allow-unisolated to grade anyway "
               f"(the report then lists what is unprotected).", file=sys.stderr)
-        return 2
+        return EXIT_BAD_ARGUMENTS
     weights = resolve_weights()
     session = GradingSession(submission, weights, visible_only=args.visible_only, seed=args.seed,
                              memory_bytes=int(args.memory_gb * 2**30) if args.memory_gb else None,
                              hide_paths=tuple(Path(h).resolve() for h in args.hide), time_scale=scale,
-                             golden_cache=Path(args.golden_cache).resolve() if args.golden_cache else None)
+                             golden_cache=Path(args.golden_cache).resolve() if args.golden_cache else None,
+                             quick=args.quick)
     start = time.perf_counter()
     print(f"grading {submission}")
     print(weights.banner())
     if scale != 1.0:
         print(f"time limits scaled by {scale:g}")
+    if args.quick:
+        print("--quick: only the tier-60 checks run; the score cannot exceed 60")
     results = []
     for exp in experiments:
         print(f"... {exp}", flush=True)
@@ -127,7 +156,8 @@ def grade(argv: list[str]) -> int:
             raise KeyboardInterrupt   # pytest swallowed the signal; the grading run ends here
     doc = report.build(results, session, time.perf_counter() - start)
     doc["time_scale"] = scale
-    print(report.table(doc))
+    doc["quick"] = bool(args.quick)
+    print(report.table(doc, lang=args.lang or default_lang()))
     try:
         if args.json_path:
             report.write_json(doc, Path(args.json_path))
@@ -157,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grader: `python -m grader {cmd}` is an instructor command and is not part of the student "
                   f"handout; ask your instructor (weights: `source env.sh` writes the synthetic VGG19)",
                   file=sys.stderr)
-            return 2
+            return EXIT_BAD_ARGUMENTS
         return int(module.main(rest) or 0)
     stop_on_signals()
     try:

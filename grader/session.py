@@ -26,8 +26,10 @@ class GradingSession:
 
     def __init__(self, submission: Path, weights, *, visible_only: bool = False, seed: int | None = None,
                  image: Path = DEFAULT_CAT, hide_paths: tuple = (), memory_bytes: int | None = None,
-                 time_scale: float | None = None, golden_cache: Path | None = None):
+                 time_scale: float | None = None, golden_cache: Path | None = None, quick: bool = False):
         self.submission = submission
+        # `--quick`: only the lowest tier's checks run (grader.checks.plugin).
+        self.quick = quick
         self.weights = weights
         self.image = image
         self.reference_available = REFERENCE_DIR.is_dir() and any(REFERENCE_DIR.glob("exp_*/*.py"))

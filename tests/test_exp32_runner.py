@@ -13,7 +13,7 @@ from grader.kit.compare import NETWORK_TOL, assert_close
 from grader.kit.images import load_image
 from grader.refnet.floatnet import FloatVGG19
 from grader.kit.vgg_layout import LAYER_NAMES
-from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT
+from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, REPO_ROOT, STU_UPLOAD_DIR
 from grader.kit.weights import resolve_weights
 
 RUNNER = REPO_ROOT / "exp_3_2_dlp" / "main_exp_3_2.py"
@@ -46,6 +46,23 @@ def test_runner_stops_cleanly_on_the_skeleton(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_runner_from_its_folder_uses_the_kits_stu_upload():
+    """The book's way: cd exp_3_2_dlp && python main_exp_3_2.py."""
+    proc = subprocess.run([sys.executable, RUNNER.name], cwd=RUNNER.parent, capture_output=True, text=True,
+                          timeout=300)
+    assert "does not exist" not in proc.stderr
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"Submission: {STU_UPLOAD_DIR / 'exp_3_2_dlp'}" in proc.stdout
+    assert "TODO in exp_3_2_dlp/vgg19_demo.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_relative_submission_is_taken_from_the_current_folder(tmp_path):
+    proc = subprocess.run([sys.executable, str(RUNNER), "--submission", "stu_upload"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert f"submission folder {tmp_path / 'stu_upload'} does not exist" in proc.stderr
+
+
 @pytest.mark.slow
 def test_runner_prints_top5_accuracy_and_the_cpu_dlp_comparison(tmp_path):
     listing = tmp_path / "list"
@@ -62,3 +79,4 @@ def test_runner_prints_top5_accuracy_and_the_cpu_dlp_comparison(tmp_path):
     max_dp, l1, kl = float(fields[4]), float(fields[5]), float(fields[6])
     assert 0 < max_dp < 0.5 and 0 < l1 < 1 and 0 <= kl < 0.5 and fields[-1] == "yes"
     assert "MODELLED" in out and "round trips cost x" in out and "CONVOLUTION" in out
+    assert "CPU side (1 image):  conv1_1 took" in out and "whole network" in out

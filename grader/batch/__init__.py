@@ -42,7 +42,7 @@ from pathlib import Path
 
 from grader.batch.scheduler import BatchError, run
 from grader.batch.stopping import Interrupted, WriteFailed, resume_command
-from grader.kit.paths import EXPERIMENTS
+from grader.kit.paths import EXPERIMENTS, parse_experiments
 
 __all__ = ["main", "parser", "EXIT_CODES"]
 
@@ -51,6 +51,15 @@ EXIT_WRITE_FAILED = 3     # a write failed (a full disk); the CSV is whole, reru
 EXIT_CODES = {0: "the batch ran to its end (whatever the scores)", EXIT_REFUSED: "refused to start",
               EXIT_WRITE_FAILED: "stopped: a write failed", 130: "stopped by SIGINT (Ctrl-C)",
               143: "stopped by SIGTERM", 129: "stopped by SIGHUP"}
+
+
+def experiments_argument(text: str) -> str:
+    """argparse type of ``--experiments``: an unknown id is a usage error (exit 2) before any grading."""
+    try:
+        parse_experiments(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None,
                    help="per-submission JSON reports and logs (default: a folder next to the CSV)")
     p.add_argument("--results-json", action="store_true", help="also write Gradescope results.json per submission")
-    p.add_argument("--experiments", default=None, help="comma-separated subset of " + ",".join(EXPERIMENTS))
+    p.add_argument("--experiments", default=None, type=experiments_argument,
+                   help="comma-separated subset of " + ",".join(EXPERIMENTS))
     p.add_argument("--seed", type=int, default=None, help="seed of the hidden checks for the whole batch")
     p.add_argument("--visible-only", action="store_true", help="no hidden checks")
     p.add_argument("--force", action="store_true", help="regrade submissions already in the CSV")

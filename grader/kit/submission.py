@@ -51,15 +51,33 @@ class SubmissionError(Exception):
 
 
 def resolve_submission(path: str | Path | None) -> Path:
-    """Return the absolute submission folder; ``None`` means the student's ``stu_upload/``."""
-    folder = Path(path) if path is not None else STU_UPLOAD_DIR
-    if not folder.is_absolute():
-        folder = (Path.cwd() / folder).resolve()
+    """Return the absolute submission folder, checked to exist.
+
+    ``None`` means the kit's ``stu_upload/`` (:data:`~grader.kit.paths.STU_UPLOAD_DIR`),
+    whatever the current folder: ``cd exp_3_1_vgg && python main_exp_3_1.py`` reads the
+    same submission as ``python exp_3_1_vgg/main_exp_3_1.py`` from the kit's folder. A
+    relative ``path`` is taken from the current folder, as a shell user expects.
+    """
+    if path is None:
+        folder = STU_UPLOAD_DIR
+    else:
+        folder = Path(path).expanduser()
+        if not folder.is_absolute():
+            folder = (Path.cwd() / folder).resolve()
     if not folder.is_dir():
-        raise SubmissionError(
-            f"submission folder {folder} does not exist; pass --submission DIR "
-            f"(a folder shaped like {STU_UPLOAD_DIR.relative_to(REPO_ROOT)}/)")
+        raise SubmissionError(f"submission folder {folder} does not exist; {_submission_hint(path)}")
     return folder
+
+
+def _submission_hint(path: str | Path | None) -> str:
+    """What to pass instead of a submission folder that does not exist."""
+    shape = f"a folder shaped like {STU_UPLOAD_DIR.relative_to(REPO_ROOT)}/"
+    if path is not None and not Path(path).is_absolute():
+        in_kit = (REPO_ROOT / path).resolve()
+        if in_kit.is_dir():
+            return (f"relative paths are taken from the current folder ({Path.cwd()}); "
+                    f"did you mean --submission {in_kit}?")
+    return f"pass --submission DIR ({shape}; without it, the kit's {STU_UPLOAD_DIR})"
 
 
 def experiment_dir(submission: str | Path | None, experiment: str) -> Path:
