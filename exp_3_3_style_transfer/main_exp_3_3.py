@@ -3,16 +3,21 @@
 
 Runs, in order:
 1. a speed test of the student's convolution and max-pooling layers, loop version
-   against the fast version, on the book's test shape 1x256x24x40 (seed 1234);
-2. the style-transfer loop of figure 3.21: content loss on relu4_2, style loss on
-   relu1_1 ... relu5_1, ALPHA = 1, BETA = 500, Adam with lr 1.0, noise 0.5, 192x320.
+   against the speed-up version, on the kit's test shape (seed 1234);
+2. the student's own ``style_transfer()`` of style_transfer.py (figure 3.21: content
+   loss on relu4_2, style loss on relu1_1 ... relu5_1, Adam), with an estimate of the
+   remaining time after the first step. ``--kit-loop`` runs the kit's copy of that loop
+   instead, which adds L-BFGS, other start images, a total-variation term and a loss
+   curve.
 
 Only the book's interface of the submission is used (class names, constructor
-arguments, methods and the attributes param_layer_name, layers, image_mean), so any
-correct implementation of that interface works.
+arguments, methods, style_transfer() and the attributes param_layer_name, layers,
+image_mean), so any correct implementation of that interface works. Works from any
+current folder.
 
     python main_exp_3_3.py                          # the student's stu_upload/
     python main_exp_3_3.py --submission grader/reference --steps 50
+    python main_exp_3_3.py --loops --size 32x32 --steps 2 --skip-speed-test
     python main_exp_3_3.py --help
 """
 from __future__ import annotations
@@ -37,6 +42,9 @@ from grader.kit.submission import SubmissionError, experiment_dir, load_module  
 EXPERIMENT = "exp_3_3_style_transfer"
 # The book runs 2001 steps (hours on a laptop CPU); 200 already shows the style.
 DEFAULT_STEPS = 200
+# Options only the kit's loop has; giving one of them selects it.
+KIT_LOOP_DEFAULTS = {"optimizer": "adam", "init": "noise", "tv_weight": 0.0, "fused_backward": False,
+                     "lr": style.LEARNING_RATE, "alpha": style.ALPHA, "beta": style.BETA, "dtype": "float32"}
 
 
 class RunnerError(Exception):
@@ -77,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "content image; mixed = 0.95 content + 0.05 style")
     p.add_argument("--tv-weight", type=float, default=0.0,
                    help="weight of a total-variation loss on the image (0 = the book)")
+    p.add_argument("--loops", action="store_true",
+                   help="run the network on the book's loop layers (forward_raw/backward_raw): very slow, "
+                        "try --size 32x32 --steps 2")
+    p.add_argument("--kit-loop", action="store_true",
+                   help="run the kit's copy of figure 3.21 instead of your style_transfer(); the options below "
+                        "select it too")
     p.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam",
                    help="adam = the book (formula 3.17); lbfgs = scipy L-BFGS-B with pixel bounds")
     p.add_argument("--lr", type=float, default=style.LEARNING_RATE, help="Adam learning rate")
@@ -119,7 +133,7 @@ def check_image(path_arg: str, what: str) -> Path:
 # --------------------------------------------------------------------------- speed test
 
 def speed_test(layers_2) -> bool:
-    """The book's comparison of loop and fast layers, printed. Returns True when both agree."""
+    """Loop against speed-up layers: times and ratios (the book's 100-point tier), printed. True when both agree."""
     shape = "x".join(map(str, speedtest.SPEED_SHAPE))
     say(f"== Speed test: conv 3x3 {speedtest.SPEED_SHAPE[1]}->{speedtest.SPEED_SHAPE[1]} and 2x2 max pooling "
         f"on {shape} (float64, seed {speedtest.SPEED_SEED})")
@@ -135,7 +149,7 @@ def speed_test(layers_2) -> bool:
             if a.mse is None:
                 say(f"{layer.kind} {a.direction}: shapes differ, raw {a.raw_shape} vs speedup {a.fast_shape}")
                 continue
-            # The criterion is the MSE; the max abs difference tells how close.
+            # The kit's criterion is the MSE (speedtest.AGREE_MSE); the max abs difference tells how close.
             say(f"{layer.kind} {a.direction:8s} raw vs speedup: max abs diff {a.max_abs:.3e}, MSE {a.mse:.3e} -> "
                 f"{'agree' if a.agree else 'DISAGREE'}")
         name = layer.kind.upper()
@@ -145,9 +159,92 @@ def speed_test(layers_2) -> bool:
     return result.ok
 
 
+# --------------------------------------------------------------------------- the network
+
+def build_vgg(style_transfer, weights_path: Path, loops: bool):
+    """The submission's VGG19, built and loaded; on the loop layers when ``loops``."""
+    vgg = style_transfer.VGG19(param_path=str(weights_path))
+    vgg.build_model()
+    vgg.init_model()
+    vgg.load_model()
+    if loops:
+        switched = style.use_loop_layers(vgg)
+        say(f"   loop layers (forward_raw/backward_raw) in {len(switched)} layers")
+    style.note_layer_errors(vgg)
+    return vgg
+
+
+def format_duration(seconds: float) -> str:
+    """48.2 -> '48 s', 9600 -> '2 h 40 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def eta_line(step_seconds: float, steps_left: int) -> str:
+    """The estimate printed after the first step."""
+    return (f"step 1 took {step_seconds:.1f} s; {steps_left} more steps: about "
+            f"{format_duration(step_seconds * steps_left)}")
+
+
+# --------------------------------------------------------------------------- the book's loop
+
+def run_book_loop(args, style_transfer, weights_path: Path) -> int:
+    """The submission's style_transfer() with the runner's settings; returns the number of Adam steps."""
+    height, width = args.size
+    content_path = check_image(args.content, "content")
+    style_path = check_image(args.style, "style")
+    if not hasattr(style_transfer, "style_transfer"):
+        raise RunnerError("style_transfer.py has no function style_transfer(vgg, content_path, style_path, ...): "
+                          "keep the one the handout gives (figure 3.21), or run with --kit-loop")
+    say(f"== Style transfer (your style_transfer(), figure 3.21): {args.steps} steps, {height}x{width}, "
+        f"save every {args.save_every}{', loop layers' if args.loops else ''}")
+    vgg = build_vgg(style_transfer, weights_path, args.loops)
+    calls = []
+
+    def on_update(index, image, grad, updated, seconds):
+        calls.append(seconds)
+        if index == 0:
+            say(eta_line(seconds, args.steps - 1))
+
+    original = style_transfer.AdamOptimizer
+    style_transfer.AdamOptimizer = style.recording_optimizer(original, on_update)
+    start = time.perf_counter()
+    try:
+        style_transfer.style_transfer(vgg, str(content_path), str(style_path), output_dir=str(args.output),
+                                      train_steps=args.steps, image_height=height, image_width=width,
+                                      save_every=args.save_every)
+    finally:
+        style_transfer.AdamOptimizer = original
+    say(f"== Done in {time.perf_counter() - start:.1f} s: {len(calls)} Adam steps; images in "
+        f"{Path(args.output).resolve()}")
+    if len(calls) != args.steps:
+        say(f"WARNING: AdamOptimizer.update was called {len(calls)} times in {args.steps} steps")
+    return len(calls)
+
+
 # --------------------------------------------------------------------------- training
 
+def kit_loop():
+    """The kit's own copy of figure 3.21 (grader.refnet.styleloop), which only the full kit has.
+
+    The student handout does not ship it: it computes what the TODOs of style_transfer()
+    compute.
+    """
+    try:
+        from grader.refnet import styleloop
+    except ImportError:
+        raise RunnerError("--kit-loop and its options (--optimizer lbfgs, --init, --tv-weight, --fused-backward, "
+                          "--lr, --alpha, --beta, --dtype) run the kit's own copy of figure 3.21, which the student "
+                          "handout does not include; run your style_transfer() without them") from None
+    return styleloop
+
+
 def run_style_transfer(args, style_transfer, layers_3, weights_path: Path) -> list[float]:
+    loop = kit_loop()
     dtype = np.dtype(args.dtype)
     height, width = args.size
     content_path = check_image(args.content, "content")
@@ -155,13 +252,10 @@ def run_style_transfer(args, style_transfer, layers_3, weights_path: Path) -> li
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
 
-    say(f"== Style transfer: {args.steps} steps, {height}x{width}, optimizer {args.optimizer}, init {args.init}, "
+    say(f"== Style transfer (the kit's loop): {args.steps} steps, {height}x{width}, optimizer {args.optimizer}, init {args.init}, "
         f"alpha {args.alpha:g}, beta {args.beta:g}, tv weight {args.tv_weight:g}, {dtype.name}, "
         f"{'fused backward' if args.fused_backward else 'one vgg.backward per loss layer (book)'}")
-    vgg = style_transfer.VGG19(param_path=str(weights_path))
-    vgg.build_model()
-    vgg.init_model()
-    vgg.load_model()
+    vgg = build_vgg(style_transfer, weights_path, args.loops)
 
     content_image, content_shape = vgg.load_image(str(content_path), height, width)
     style_image, _ = vgg.load_image(str(style_path), height, width)
@@ -171,7 +265,7 @@ def run_style_transfer(args, style_transfer, layers_3, weights_path: Path) -> li
     transfer_image = style.start_image(args.init, content_image, style_image, style_transfer.get_random_img)
     transfer_image = np.asarray(transfer_image, dtype=dtype)
 
-    objective = style.StyleObjective(vgg, layers_3.ContentLossLayer(), layers_3.StyleLossLayer(), content_layers,
+    objective = loop.StyleObjective(vgg, layers_3.ContentLossLayer(), layers_3.StyleLossLayer(), content_layers,
                                      style_layers, args.alpha, args.beta, args.tv_weight, args.fused_backward)
     losses: list[float] = []
     curve_x = "step" if args.optimizer == "adam" else "L-BFGS loss evaluation"
@@ -198,7 +292,7 @@ def run_style_transfer(args, style_transfer, layers_3, weights_path: Path) -> li
                 save(step, image)
 
         adam = style_transfer.AdamOptimizer(args.lr, transfer_image.shape)
-        style.run_adam(objective, adam, transfer_image, args.steps, dtype=dtype, on_step=on_step)
+        loop.run_adam(objective, adam, transfer_image, args.steps, dtype=dtype, on_step=on_step)
     else:
         def on_eval(evaluation, iteration, loss, seconds):
             log(evaluation, loss, seconds, label=f"eval {evaluation:5d} (iteration {iteration}/{args.steps})")
@@ -207,7 +301,7 @@ def run_style_transfer(args, style_transfer, layers_3, weights_path: Path) -> li
             if iteration % args.save_every == 0:
                 save(iteration, image)
 
-        final, result = style.run_lbfgs(objective, transfer_image, vgg.image_mean, args.steps, dtype=dtype,
+        final, result = loop.run_lbfgs(objective, transfer_image, vgg.image_mean, args.steps, dtype=dtype,
                                         on_eval=on_eval, on_iteration=on_iteration)
         save(result.nit, final)
         say(f"L-BFGS-B: {result.nit} iterations, {result.nfev} evaluations: {result.message}")
@@ -228,10 +322,12 @@ def report_todo(error: NotImplementedError, submission_dir: Path | None) -> None
     say(f"TODO not done yet: {error or 'NotImplementedError'}")
     if where is not None:
         say(f"  raised at {where.filename}:{where.lineno} in {where.name}")
+    for note in getattr(error, "__notes__", []):
+        say(f"  {note}")
     if where is not None and where.name in ("forward_speedup", "backward_speedup"):
-        say("  build_model() builds the fast layers (last argument 1). Complete forward_speedup/backward_speedup "
-            "in layers_2.py (100-point tier), or build the layers with 0 to train with the loop versions "
-            "(very slow: try --size 32x48 --steps 3 --skip-speed-test).")
+        say("  build_model() builds the speed-up layers (type 1 is the default). Complete backward_speedup and "
+            "the pooling speed-up in layers_2.py (100-point tier), or run with --loops to train with the loop "
+            "versions (very slow: try --loops --size 32x32 --steps 2 --skip-speed-test).")
     say("  Complete that TODO and run again.")
 
 
@@ -255,9 +351,15 @@ def main(argv=None) -> int:
                 return 1
             say("-" * 60)
         np.random.seed(args.seed)
-        losses = run_style_transfer(args, style_transfer, layers_3, weights_path)
-        if len(losses) > 1 and not losses[-1] < losses[0]:
-            say(f"WARNING: the loss did not fall ({losses[0]:.4e} -> {losses[-1]:.4e})")
+        kit_options = [name for name, default in KIT_LOOP_DEFAULTS.items() if getattr(args, name) != default]
+        if kit_options and not args.kit_loop:
+            say(f"   --{kit_options[0].replace('_', '-')} is an option of the kit's loop: running it (--kit-loop)")
+        if args.kit_loop or kit_options:
+            losses = run_style_transfer(args, style_transfer, layers_3, weights_path)
+            if len(losses) > 1 and not losses[-1] < losses[0]:
+                say(f"WARNING: the loss did not fall ({losses[0]:.4e} -> {losses[-1]:.4e})")
+        else:
+            run_book_loop(args, style_transfer, weights_path)
         return 0
     except NotImplementedError as error:
         report_todo(error, submission_dir)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from gradcheck import eval_numerical_gradient, rel_error
 from grader.kit import plots, speedtest, style
+from grader.refnet import styleloop
 from grader.kit.paths import REFERENCE_DIR
 from grader.kit.submission import load_module
 
@@ -92,10 +93,10 @@ def test_speed_inputs_are_seeded():
 def test_tv_loss_gradient_matches_numerical():
     rng = np.random.default_rng(4)
     image = rng.standard_normal((1, 3, 5, 6))
-    loss, grad = style.tv_loss_and_grad(image, 0.3)
-    num = eval_numerical_gradient(lambda v: style.tv_loss_and_grad(v, 0.3)[0], image.copy())
+    loss, grad = styleloop.tv_loss_and_grad(image, 0.3)
+    num = eval_numerical_gradient(lambda v: styleloop.tv_loss_and_grad(v, 0.3)[0], image.copy())
     assert loss > 0 and rel_error(num, grad) < 1e-7
-    assert style.tv_loss_and_grad(image, 0.0)[0] == 0.0
+    assert styleloop.tv_loss_and_grad(image, 0.0)[0] == 0.0
 
 
 class _Quadratic:
@@ -103,21 +104,21 @@ class _Quadratic:
 
     def __call__(self, image):
         diff = image - 3.0
-        return style.StyleLoss(float(0.5 * np.sum(diff * diff)), [0.0], [0.0], 0.0, diff)
+        return styleloop.StyleLoss(float(0.5 * np.sum(diff * diff)), [0.0], [0.0], 0.0, diff)
 
 
 def test_run_adam_reports_the_loss_before_each_update_and_casts(ref):
     image = np.zeros((1, 3, 2, 2), np.float32)
     adam = ref["style_transfer"].AdamOptimizer(0.5, image.shape)
     calls = []
-    final, losses = style.run_adam(_Quadratic(), adam, image, 4, dtype=np.float32,
+    final, losses = styleloop.run_adam(_Quadratic(), adam, image, 4, dtype=np.float32,
                                    on_step=lambda step, loss, img, s: calls.append((step, loss.total, img.dtype)))
     assert losses[0] == pytest.approx(0.5 * 9 * image.size)
     assert all(b < a for a, b in zip(losses, losses[1:]))
     assert [c[0] for c in calls] == [0, 1, 2, 3] and [c[1] for c in calls] == losses
     assert final.dtype == np.float32 and all(c[2] == np.float32 for c in calls)
     # First Adam step moves every pixel by lr towards the minimum.
-    np.testing.assert_allclose(style.adam_step(_Quadratic(), ref["style_transfer"].AdamOptimizer(0.5, image.shape),
+    np.testing.assert_allclose(styleloop.adam_step(_Quadratic(), ref["style_transfer"].AdamOptimizer(0.5, image.shape),
                                                image)[0], 0.5, rtol=1e-6)
 
 

@@ -7,6 +7,7 @@ MatConvNet-layout .mat written with scipy.io.savemat.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 from gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 from grader.authoring.markers import leaked_lines, strip_solutions
 from grader.kit import style
+from grader.refnet import styleloop
 from grader.kit.paths import DEFAULT_CONTENT, REFERENCE_DIR, REPO_ROOT
 from grader.kit.submission import load_module
 
@@ -116,7 +118,8 @@ def test_conv_forward_matches_formula_and_gradients_match_numerical(ref, case, l
     x = rng.standard_normal((2, cin, h, w))
     out = layer.forward(x)
     np.testing.assert_allclose(out, conv_oracle(x, layer.weight, layer.bias, p, s), rtol=1e-10, atol=1e-10)
-    assert layer.forward_time >= 0
+    if layer_type == 0:   # figure 3.27, the given forward_speedup, records no time
+        assert layer.forward_time >= 0
 
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
@@ -321,7 +324,7 @@ def test_style_transfer_gradient_from_losses_to_image(ref, fused):
     shape = (1, 3, 16, 16)
     content, style_image = rng.standard_normal(shape) * 20, rng.standard_normal(shape) * 20
     content_layers, style_layers = style.target_features(vgg, content, style_image)
-    objective = style.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
+    objective = styleloop.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
                                      content_layers, style_layers, alpha=1.0, beta=500.0, tv_weight=0.01,
                                      fused=fused)
     image = rng.standard_normal(shape) * 20
@@ -350,7 +353,7 @@ def test_fused_and_book_backward_give_the_same_gradient(ref):
     content_layers = vgg.forward(rng.standard_normal(shape), style.CONTENT_LOSS_LAYERS)
     style_layers = vgg.forward(rng.standard_normal(shape), style.STYLE_LOSS_LAYERS)
     image = rng.standard_normal(shape)
-    results = [style.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
+    results = [styleloop.StyleObjective(vgg, ref["layers_3"].ContentLossLayer(), ref["layers_3"].StyleLossLayer(),
                                     content_layers, style_layers, 1.0, 500.0, 0.0, fused)(image)
                for fused in (False, True)]
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
@@ -436,10 +439,25 @@ def run_runner(*args, cwd):
 
 
 @pytest.mark.slow
-def test_runner_smoke_writes_images_and_loss_curve(tmp_path, vgg_mat):
+def test_runner_runs_the_students_style_transfer_with_an_estimate(tmp_path, vgg_mat):
     out = tmp_path / "out"
     proc = run_runner("--submission", REFERENCE_DIR, "--weights", vgg_mat[0], "--steps", 3, "--size", "32x48",
                       "--skip-speed-test", "--save-every", 2, "--output", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "your style_transfer()" in proc.stdout
+    assert re.search(r"^step 1 took [0-9.]+ s; 2 more steps: about ", proc.stdout, re.M), proc.stdout
+    # The submission's own loop prints every save_every steps, as figure 3.21.
+    assert [line.split(",")[0] for line in proc.stdout.splitlines() if line.startswith("Step ")] == ["Step 0", "Step 2"]
+    assert "3 Adam steps" in proc.stdout
+    assert {p.name for p in out.iterdir()} == {"output_0.jpg", "output_2.jpg"}
+    assert Image.open(out / "output_2.jpg").size == Image.open(DEFAULT_CONTENT).size
+
+
+@pytest.mark.slow
+def test_runner_kit_loop_writes_images_and_loss_curve(tmp_path, vgg_mat):
+    out = tmp_path / "out"
+    proc = run_runner("--submission", REFERENCE_DIR, "--weights", vgg_mat[0], "--steps", 3, "--size", "32x48",
+                      "--skip-speed-test", "--save-every", 2, "--output", out, "--kit-loop", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     step_lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert len(step_lines) == 3, proc.stdout
@@ -450,6 +468,15 @@ def test_runner_smoke_writes_images_and_loss_curve(tmp_path, vgg_mat):
     assert Image.open(out / "output_2.jpg").size == content.size
     curve = np.asarray(Image.open(out / "loss_curve.png").convert("RGB"))
     assert curve.shape == (420, 720, 3) and (curve != 255).any()
+
+
+def test_runner_estimate_reads_like_hours_and_minutes():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("main_exp_3_3_under_test", RUNNER)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    assert runner.eta_line(48.2, 199) == "step 1 took 48.2 s; 199 more steps: about 2 h 40 min"
+    assert runner.format_duration(30) == "30 s" and runner.format_duration(600) == "10 min"
 
 
 def test_runner_reports_a_missing_content_image(tmp_path, vgg_mat):

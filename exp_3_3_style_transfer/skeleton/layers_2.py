@@ -7,10 +7,13 @@ model is loaded). Every layer has two implementations with one interface:
 
 * ``forward_raw`` / ``backward_raw``: the book's four nested loops (figures 3.3, 3.14,
   3.4 and 3.15), the teaching baseline;
-* ``forward_speedup`` / ``backward_speedup``: the vectorised version of section 3.3.8.
+* ``forward_speedup`` / ``backward_speedup``: the vectorised version of section 3.3.8
+  (figure 3.27 gives the conv forward; its img2col matrix has one row per output
+  position, [N*Hout*Wout, Cin*K*K]).
 
-``type`` chosen in ``__init__`` binds ``forward``/``backward`` to one of them (1: fast).
-Each call stores its duration in ``forward_time`` / ``backward_time`` (seconds).
+``type`` chosen in ``__init__`` binds ``forward``/``backward`` to one of them: 1 (the
+default, so the book's five-argument calls in build_model) the speed-up, 0 the loops.
+The loop versions store their duration in ``forward_time`` / ``backward_time`` (seconds).
 """
 import time
 
@@ -18,7 +21,7 @@ import numpy as np
 
 
 class ConvolutionalLayer(object):
-    def __init__(self, kernel_size, channel_in, channel_out, padding, stride, type=0):  # 卷积层的初始化
+    def __init__(self, kernel_size, channel_in, channel_out, padding, stride, type=1):  # 卷积层的初始化
         self.kernel_size = kernel_size
         self.channel_in = channel_in
         self.channel_out = channel_out
@@ -89,26 +92,44 @@ class ConvolutionalLayer(object):
         return bottom_diff
 
     def forward_speedup(self, input):  # 前向传播的并行化计算
-        """input: [N, Cin, H, W] -> output: [N, Cout, Hout, Wout], same dtype as input.
+        """input: [N, Cin, H, W] -> output: [N, Cout, Hout, Wout] (figure 3.27).
 
-        im2col + one matrix product (section 3.3.8, figure 3.27).
+        img2col holds one row per output position, [N*Hout*Wout, Cin*K*K]; one matrix
+        product with the kernel reshaped to [Cin*K*K, Cout] replaces the four loops.
         """
-        # TODO: 改进forward函数，使得计算加速
-        # Rearrange the input windows into a matrix (img2col), multiply it with the
-        # reshaped kernel (one matrix product instead of four loops), add the bias and
-        # reshape the result back to [N, Cout, Hout, Wout]. Set self.forward_time.
-        raise NotImplementedError("TODO in exp_3_3_style_transfer/layers_2.py: complete ConvolutionalLayer.forward_speedup")
+        self.input = input  # [N, C, H, W]
+        height = self.input.shape[2] + self.padding * 2
+        width = self.input.shape[3] + self.padding * 2
+        self.input_pad = np.zeros([self.input.shape[0], self.input.shape[1], height, width])
+        self.input_pad[:, :, self.padding:self.padding+self.input.shape[2], self.padding:self.padding+self.input.shape[3]] = self.input
+        self.height_out = (height - self.kernel_size) // self.stride + 1
+        self.width_out = (width - self.kernel_size) // self.stride + 1
+        self.weight_reshape = np.reshape(self.weight, [-1, self.channel_out])  # 对卷积核进行重排列
+        self.img2col = np.zeros([self.input.shape[0]*self.height_out*self.width_out, self.channel_in*self.kernel_size*self.kernel_size])
+        # 对卷积层的输入特征图进行向量化重排列
+        for idxn in range(self.input.shape[0]):
+            for idxh in range(self.height_out):
+                for idxw in range(self.width_out):
+                    self.img2col[idxn*self.height_out*self.width_out + idxh*self.width_out + idxw, :] = self.input_pad[idxn, :, idxh*self.stride:idxh*self.stride+self.kernel_size, idxw*self.stride:idxw*self.stride+self.kernel_size].reshape([-1])
+        # 计算卷积层的前向传播，特征图与卷积核的内积转变为矩阵相乘，再加偏置
+        output = np.dot(self.img2col, self.weight_reshape) + self.bias
+        self.output = output.reshape([self.input.shape[0], self.height_out, self.width_out, -1]).transpose([0, 3, 1, 2])  # 对卷积层的输出结果进行重排列
         return self.output
 
     def backward_speedup(self, top_diff):  # 反向传播的并行化计算
-        """top_diff: [N, Cout, Hout, Wout] -> bottom_diff: [N, Cin, H, W], dtype of the input.
+        """top_diff: [N, Cout, Hout, Wout] -> bottom_diff: [N, Cin, H, W].
 
-        Also provides d_weight [Cin, K, K, Cout] and d_bias [Cout].
+        Uses img2col [N*Hout*Wout, Cin*K*K] and weight_reshape [Cin*K*K, Cout] of
+        forward_speedup (figure 3.27). The grader checks bottom_diff; d_weight
+        [Cin, K, K, Cout] and d_bias [Cout] are checked on the loop version (style
+        transfer never reads them).
         """
         # TODO: 改进backward函数，使得计算加速
-        # Same idea as forward_speedup: the gradient of the img2col matrix is one
-        # matrix product with the reshaped kernel; add it back to the input positions
-        # (col2im). d_weight and d_bias are matrix products / sums as well.
+        # img2col has one row per output position, in the order (n, h, w). Rearrange
+        # top_diff the same way, to [N*Hout*Wout, Cout]; its product with the transposed
+        # weight_reshape is the gradient of img2col. Add each row back onto its window
+        # of the padded input (col2im) and drop the padding. (d_weight and d_bias, if
+        # you want them: a matrix product and a sum.) Set self.backward_time.
         raise NotImplementedError("TODO in exp_3_3_style_transfer/layers_2.py: complete ConvolutionalLayer.backward_speedup")
         return bottom_diff
 
@@ -129,7 +150,7 @@ class ConvolutionalLayer(object):
 
 
 class MaxPoolingLayer(object):
-    def __init__(self, kernel_size, stride, type=0):  # 最大池化层的初始化
+    def __init__(self, kernel_size, stride, type=1):  # 最大池化层的初始化
         self.kernel_size = kernel_size
         self.stride = stride
         self.forward = self.forward_raw

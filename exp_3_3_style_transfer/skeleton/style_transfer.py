@@ -15,6 +15,15 @@ from layers_1 import FullyConnectedLayer, ReLULayer, SoftmaxLossLayer
 from layers_2 import ConvolutionalLayer, MaxPoolingLayer, FlattenLayer
 from layers_3 import ContentLossLayer, StyleLossLayer
 
+# Hyper-parameters of figure 3.21.
+CONTENT_LOSS_LAYERS = ['relu4_2']
+STYLE_LOSS_LAYERS = ['relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1']
+NOISE = 0.5
+ALPHA, BETA = 1, 500
+TRAINTEP = 2001
+LEARNING_RATE = 1.0
+IMAGE_HEIGHT, IMAGE_WIDTH = 192, 320
+
 
 class VGG19(object):
     def __init__(self, param_path='imagenet-vgg-verydeep-19.mat'):  # 神经网络的初始化
@@ -28,19 +37,19 @@ class VGG19(object):
         )
 
     def build_model(self):  # 建立网络结构
-        # The last argument 1 selects the fast forward_speedup/backward_speedup (section
-        # 3.3.8); with 0 the loop versions run, which takes hours per step at 192x320.
-        self.layers = {}
-        self.layers['conv1_1'] = ConvolutionalLayer(3, 3, 64, 1, 1, 1)
-        self.layers['relu1_1'] = ReLULayer()
-        self.layers['conv1_2'] = ConvolutionalLayer(3, 64, 64, 1, 1, 1)
-        self.layers['relu1_2'] = ReLULayer()
-        self.layers['pool1'] = MaxPoolingLayer(2, 2, 1)
         # TODO: 建立 VGG19 网络结构
-        # Add conv2_1 ... relu5_4 following Table 3.1 (kernel 3, padding 1, stride 1;
-        # every conv is followed by its ReLU; each stage ends with a 2x2 max pooling).
+        self.layers = {}
+        self.layers['conv1_1'] = ConvolutionalLayer(3, 3, 64, 1, 1)
+        self.layers['relu1_1'] = ReLULayer()
+        self.layers['conv1_2'] = ConvolutionalLayer(3, 64, 64, 1, 1)
+        self.layers['relu1_2'] = ReLULayer()
+        self.layers['pool1'] = MaxPoolingLayer(2, 2)
+        # Add conv2_1 ... relu5_3 following Table 3.1 (kernel 3, padding 1, stride 1;
+        # every conv is followed by its ReLU; stages 2-4 end with a 2x2 max pooling).
         raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete VGG19.build_model")
-        self.layers['pool5'] = MaxPoolingLayer(2, 2, 1)
+        self.layers['conv5_4'] = ConvolutionalLayer(3, 512, 512, 1, 1)
+        self.layers['relu5_4'] = ReLULayer()
+        self.layers['pool5'] = MaxPoolingLayer(2, 2)
         self.update_layer_list = []
         for layer_name in self.layers.keys():
             if 'conv' in layer_name or 'fc' in layer_name:
@@ -144,3 +153,75 @@ class AdamOptimizer(object):
         # output = ______
         raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete AdamOptimizer.update")
         return output
+
+
+def style_transfer(vgg, content_path, style_path, output_dir='output', train_steps=TRAINTEP,
+                   image_height=IMAGE_HEIGHT, image_width=IMAGE_WIDTH, save_every=20):  # 风格迁移的完整流程
+    """Figure 3.21: optimise an image so its features match the content and style targets.
+
+    vgg: a VGG19 after build_model, init_model and load_model. Images are read at
+    image_height x image_width; every save_every steps the loss is printed and the image
+    written to output_dir/output_<step>.jpg. Returns the final transfer_image [1, 3, H, W].
+    """
+    content_loss_layer = ContentLossLayer()
+    style_loss_layer = StyleLossLayer()
+    content_image, content_shape = vgg.load_image(content_path, image_height, image_width)
+    style_image, _ = vgg.load_image(style_path, image_height, image_width)
+    content_layers = vgg.forward(content_image, CONTENT_LOSS_LAYERS)
+    style_layers = vgg.forward(style_image, STYLE_LOSS_LAYERS)
+    transfer_image = get_random_img(content_image, NOISE)
+    # The optimizer needs the image's shape, so it is created once the image exists.
+    adam_optimizer = AdamOptimizer(LEARNING_RATE, transfer_image.shape)
+    if not os.path.isdir(output_dir):
+        os.makedirs(output_dir)
+
+    for step in range(train_steps):
+        transfer_layers = vgg.forward(transfer_image, CONTENT_LOSS_LAYERS + STYLE_LOSS_LAYERS)
+        content_loss = np.array([])
+        style_loss = np.array([])
+        content_diff = np.zeros(transfer_image.shape)
+        style_diff = np.zeros(transfer_image.shape)
+        for layer in CONTENT_LOSS_LAYERS:
+            # TODO: 计算内容损失的前向传播
+            # current_loss = ______
+            raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete style_transfer")
+            content_loss = np.append(content_loss, current_loss)
+            # TODO: 计算内容损失的反向传播
+            dloss = content_loss_layer.backward(transfer_layers[layer], content_layers[layer])
+            # content_diff += ______
+            raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete style_transfer")
+        for layer in STYLE_LOSS_LAYERS:
+            # TODO: 计算风格损失的前向传播
+            # current_loss = ______
+            raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete style_transfer")
+            style_loss = np.append(style_loss, current_loss)
+            # TODO: 计算风格损失的反向传播
+            dloss = style_loss_layer.backward(transfer_layers[layer], style_layers[layer])
+            # style_diff += ______
+            raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete style_transfer")
+        total_loss = ALPHA * np.mean(content_loss) + BETA * np.mean(style_loss)
+        image_diff = ALPHA * content_diff / len(CONTENT_LOSS_LAYERS) + BETA * style_diff / len(STYLE_LOSS_LAYERS)
+        # TODO: 利用 Adam 优化器对风格迁移图像进行更新
+        # transfer_image = ______
+        raise NotImplementedError("TODO in exp_3_3_style_transfer/style_transfer.py: complete style_transfer")
+        if step % save_every == 0:
+            print('Step %d, loss = %f' % (step, total_loss), content_loss, style_loss)
+            vgg.save_image(transfer_image, content_shape, os.path.join(output_dir, 'output_' + str(step) + '.jpg'))
+    return transfer_image
+
+
+if __name__ == '__main__':
+    # The kit's weights and course images (run `source env.sh` first). With
+    # STYLE_TRANSFER_QUICK=1 in the environment: 2 steps at 32x32, to try the code.
+    from grader.kit.paths import DEFAULT_CONTENT, DEFAULT_STYLE
+    from grader.kit.weights import resolve_weights
+
+    vgg = VGG19(param_path=str(resolve_weights().path))
+    vgg.build_model()
+    vgg.init_model()
+    vgg.load_model()
+    if os.environ.get('STYLE_TRANSFER_QUICK'):
+        style_transfer(vgg, str(DEFAULT_CONTENT), str(DEFAULT_STYLE), train_steps=2, image_height=32,
+                       image_width=32, save_every=1)
+    else:
+        style_transfer(vgg, str(DEFAULT_CONTENT), str(DEFAULT_STYLE))

@@ -1,4 +1,5 @@
-"""Experiment 3.3 driver: loop and fast layers, losses, Adam, the network, a mini transfer."""
+"""Experiment 3.3 driver: loop and fast layers, losses, Adam, the loop and speed-up networks, the
+submission's own style_transfer() on small settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ import numpy as np
 from grader.drivers import BaseContext
 from grader.kit import speedtest, style, timing
 
-# The mini transfer's start image is drawn after np.random.seed(MINI_TRANSFER_SEED).
+# The submission's style_transfer() is called right after np.random.seed(MINI_TRANSFER_SEED),
+# so get_random_img draws the reference's start image.
 MINI_TRANSFER_SEED = 0
 
 
@@ -33,6 +35,10 @@ def _conv(ctx, p, x, fast: bool):
     output = forward(x["input"])
     bottom_diff = backward(x["top_diff"])
     _times(ctx, layer)
+    if fast:
+        # The book asks the speed-up for the output and bottom_diff; d_weight and d_bias
+        # are the loops' (style transfer never reads them).
+        return {"output": output, "bottom_diff": bottom_diff}
     return {"output": output, "bottom_diff": bottom_diff, "d_weight": layer.d_weight, "d_bias": layer.d_bias}
 
 
@@ -68,53 +74,106 @@ def adam(ctx, p, x):
     return out
 
 
-def _network(ctx):
-    """The submission's VGG19, built and loaded once per probe process (loading reads 576 MB)."""
+def _network(ctx, loops: bool):
+    """The submission's VGG19, built and loaded once per probe process (loading reads the .mat).
+
+    loops=True: every conv and pool layer runs the book's loops (tier 80); False: the
+    layers as build_model made them, the speed-up (tier 100). Either way an exception in
+    a layer carries a note naming it.
+    """
     st = ctx.module("style_transfer")
-    if "vgg" not in ctx.cache:
+    key = "vgg_loops" if loops else "vgg_speedup"
+    if key not in ctx.cache:
         vgg = st.VGG19(param_path=ctx.resources["weights"])
         vgg.build_model()
         vgg.init_model()
         vgg.load_model()
-        ctx.cache["vgg"] = vgg
-    return st, ctx.cache["vgg"]
+        if loops:
+            style.use_loop_layers(vgg)
+        style.note_layer_errors(vgg)
+        ctx.cache[key] = vgg
+    return st, ctx.cache[key]
 
 
 def network_backward(ctx, p, x):
-    _, vgg = _network(ctx)
+    """VGG19.forward to relu2_1 then backward(ones) on the loop layers: feature and image gradient."""
+    _, vgg = _network(ctx, loops=True)
     feats = vgg.forward(x["input"], ["relu2_1"])
     feature = np.array(feats["relu2_1"], dtype=np.float64)
     grad = vgg.backward(np.ones_like(feats["relu2_1"]), "relu2_1")
     return {"feature": feature, "grad": grad}
 
 
-def mini_transfer(ctx, p, x):
-    """The book's training loop (figure 3.21), p["steps"] Adam steps on p["height"] x p["width"] images.
+def network_speedup(ctx, p, x):
+    """The speed-up network: features at p["layers"] and the image gradient from the deepest one.
 
-    Returns losses [steps + 1] (the total loss before each step, then at the final image)
-    and image [H, W, 3], the final image as save_image wrote it, read back.
+    Returns feature/<name> [1, C, h, w] per layer and grad [1, 3, H, W], the result of
+    backward(x["top_diff"], deepest layer).
+    """
+    _, vgg = _network(ctx, loops=False)
+    names = list(p["layers"])
+    feats = vgg.forward(x["input"], names)
+    out = {f"feature/{name}": np.array(feats[name], dtype=np.float64) for name in names}
+    out["grad"] = vgg.backward(x["top_diff"], names[-1])
+    return out
+
+
+def mini_transfer(ctx, p, x):
+    """The submission's own style_transfer() (figure 3.21) on the loop layers, small settings.
+
+    p: steps, height, width. The submission's AdamOptimizer is replaced, for the call, by
+    a subclass recording every update. Returns start_image and grad0 [1, 3, H, W] (the
+    image and the gradient of the first update call), updates [1] (the number of calls),
+    losses [2] (the total loss at the start image and at the returned image, by the
+    submission's loss layers), and of the last file save_image wrote: image_shape [3]
+    (rows, columns, channels) and image_std [1] (its pixels' standard deviation).
     """
     from PIL import Image
-    st, vgg = _network(ctx)
+    st, vgg = _network(ctx, loops=True)
     layers_3 = ctx.module("layers_3")
-    h, w = p["height"], p["width"]
-    content_image, content_shape = vgg.load_image(ctx.resources["content"], h, w)
+    h, w = int(p["height"]), int(p["width"])
+    calls = []
+
+    def on_update(index, image, grad, updated, seconds):
+        if index == 0:
+            calls.append((np.array(image, dtype=np.float64), np.array(grad, dtype=np.float64)))
+        else:
+            calls.append(None)
+
+    output_dir = Path.cwd() / "mini_transfer"
+    original = st.AdamOptimizer
+    st.AdamOptimizer = style.recording_optimizer(original, on_update)
+    np.random.seed(MINI_TRANSFER_SEED)
+    try:
+        final = st.style_transfer(vgg, ctx.resources["content"], ctx.resources["style"],
+                                  output_dir=str(output_dir), train_steps=int(p["steps"]),
+                                  image_height=h, image_width=w, save_every=1)
+    except Exception as exc:
+        exc.add_note(f"while running style_transfer step {len(calls)}")
+        raise
+    finally:
+        st.AdamOptimizer = original
+    out = {"updates": np.array([len(calls)], dtype=np.float64)}
+    if not calls:
+        return out
+    start_image, grad0 = calls[0]
+    out["start_image"], out["grad0"] = start_image, grad0
+    content_image, _ = vgg.load_image(ctx.resources["content"], h, w)
     style_image, _ = vgg.load_image(ctx.resources["style"], h, w)
     content_layers, style_layers = style.target_features(vgg, content_image, style_image)
-    objective = style.StyleObjective(vgg, layers_3.ContentLossLayer(), layers_3.StyleLossLayer(), content_layers,
-                                     style_layers, alpha=style.ALPHA, beta=style.BETA)
-    np.random.seed(MINI_TRANSFER_SEED)
-    transfer_image = style.start_image("noise", content_image, style_image, st.get_random_img)
-    adam_optimizer = st.AdamOptimizer(style.LEARNING_RATE, transfer_image.shape)
-    # No cast between steps: the image stays whatever the submission's update returns.
-    transfer_image, losses = style.run_adam(objective, adam_optimizer, transfer_image, p["steps"])
-    # The loss of the final image, so the last update counts too.
-    losses.append(objective.loss(transfer_image))
-    path = Path.cwd() / "mini_transfer.jpg"
-    vgg.save_image(transfer_image, content_shape, str(path))
-    with Image.open(path) as img:
-        saved = np.asarray(img.convert("RGB"), dtype=np.float64)
-    return {"losses": np.asarray(losses, dtype=np.float64), "image": saved}
+    content_loss_layer, style_loss_layer = layers_3.ContentLossLayer(), layers_3.StyleLossLayer()
+    final = np.asarray(final, dtype=np.float64).reshape(start_image.shape)
+    out["losses"] = np.array([style.total_loss(vgg, content_loss_layer, style_loss_layer, content_layers,
+                                               style_layers, image) for image in (start_image, final)],
+                             dtype=np.float64)
+    saved = sorted(output_dir.glob("output_*.jpg"), key=lambda path: path.stat().st_mtime) \
+        if output_dir.is_dir() else []
+    if saved:
+        with Image.open(saved[-1]) as img:
+            pixels = np.asarray(img.convert("RGB"), dtype=np.float64)
+        out["image_shape"] = np.asarray(pixels.shape, dtype=np.float64)
+        out["image_std"] = np.array([pixels.std()], dtype=np.float64)
+    return out
 
 
 def speed_test(ctx, p, x):
@@ -144,5 +203,6 @@ HANDLERS = {
     "adam": adam,
     "network_backward": network_backward,
     "mini_transfer": mini_transfer,
+    "network_speedup": network_speedup,
     "speed_test": speed_test,
 }

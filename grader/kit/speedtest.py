@@ -21,11 +21,11 @@ from typing import Callable
 
 import numpy as np
 
-# The book's test shape, N, C, H, W (runner and grader).
+# The kit's speed-test shape, N, C, H, W (runner and grader).
 SPEED_SHAPE = (1, 256, 24, 40)
 SPEED_SEED = 1234
 CONV_KERNEL, POOL_KERNEL = 3, 2
-# Raw and speed-up agree when the mean squared difference is below this (the lab's criterion).
+# Raw and speed-up agree when the mean squared difference is below this (the kit's criterion).
 AGREE_MSE = 0.003
 
 PATHS = (("raw", 0, "forward_raw", "backward_raw"), ("speedup", 1, "forward_speedup", "backward_speedup"))
