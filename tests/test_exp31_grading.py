@@ -33,7 +33,7 @@ def test_reference_scores_100_with_hidden_checks(tmp_path):
     assert exp["score"] == 100
     assert doc["hidden_checks"]["enabled"] and isinstance(doc["hidden_checks"]["seed"], int)
     names = {c["name"] for c in exp["checks"]}
-    assert {"vgg19_pool5", "vgg19_softmax", "vgg19_top1"} <= names
+    assert {"vgg19_pool5", "vgg19_softmax", "vgg19_top1", "vgg19_forward", "vgg19_evaluate"} <= names
     assert any(n.startswith("hidden_conv") for n in names)
     assert doc["weights"]["kind"] in ("synthetic", "real", "custom") and len(doc["weights"]["sha256"]) == 64
     for check in exp["checks"]:
@@ -49,7 +49,9 @@ def test_pristine_stu_upload_scores_0_with_clean_messages(tmp_path):
     assert not conv["passed"]
     assert "NotImplementedError" in conv["message"] and "exp_3_1_vgg/layers_2.py" in conv["message"]
     assert "ConvolutionalLayer.forward" in conv["message"]
-    assert "NotImplementedError" in by_name["vgg19_pool5"]["message"]
+    # The whole network is not run once tier 60 failed: it could not count.
+    for name in ("vgg19_pool5", "vgg19_softmax", "vgg19_top1", "vgg19_forward", "vgg19_evaluate"):
+        assert not by_name[name]["passed"] and by_name[name]["message"] == "skipped: tier 60 failed"
     assert "Traceback" not in doc["_stdout"]
 
 
@@ -69,6 +71,16 @@ BROKEN = [
     ("fc_bias_dropped", {"vgg_cpu.py": [("self.layers[self.param_layer_name[idx]].load_param(weight, bias)\n\n",
                                          "self.layers[self.param_layer_name[idx]].load_param(weight, bias * 0)\n\n")]},
      80, "vgg19_softmax", "first layer that differs: fc6"),
+    # forward() and evaluate() are called as the book's __main__ calls them.
+    ("forward_returns_none", {"vgg_cpu.py": [("        return current\n", "        current\n")]}, 80,
+     "vgg19_forward", "VGG19.forward() returned None"),
+    ("forward_skips_softmax", {"vgg_cpu.py": [("for idx in range(len(self.param_layer_name)):",
+                                               "for idx in range(len(self.param_layer_name) - 1):")]}, 80,
+     "vgg19_forward", "forward() ran 43 layer call(s) instead of the 44"),
+    ("evaluate_prints_wrong_class", {"vgg_cpu.py": [("top1 = np.argmax(prob[0])", "top1 = np.argmin(prob[0])")]}, 80,
+     "vgg19_evaluate", "VGG19.evaluate() printed class id"),
+    ("evaluate_raises", {"vgg_cpu.py": [("prob[0, top1]))", "prob[0, top1], prob))")]}, 80,
+     "vgg19_evaluate", "VGG19.evaluate() raised TypeError"),
 ]
 
 
@@ -128,3 +140,62 @@ def test_runner_on_pristine_skeleton_says_what_is_missing():
     assert proc.returncode == 1
     assert "Not finished yet" in proc.stderr and "VGG19.build_model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+class _Scale:
+    """A toy layer: multiplies its input by ``factor``."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+class _ToyNet:
+    """A three-layer stand-in for the book's VGG19: ``param_layer_name``, ``layers``, forward, evaluate."""
+
+    def __init__(self, skip_last=False):
+        self.param_layer_name = ("a", "b", "c")
+        self.layers = {"a": _Scale(2.0), "b": _Scale(3.0), "c": _Scale(5.0)}
+        self.input_image = np.ones((1, 4))
+        self.skip_last = skip_last
+
+    def forward(self):
+        current = self.input_image
+        for name in self.param_layer_name[:2 if self.skip_last else 3]:
+            current = self.layers[name].forward(current)
+        return current
+
+    def evaluate(self):
+        prob = self.forward()
+        print('Classification result: id = %d, prob = %f' % (int(np.argmax(prob[0])) + 7, prob[0, 0]))
+
+
+@pytest.mark.parametrize("skip_last", [False, True])
+def test_driver_sees_the_layers_the_students_forward_runs(skip_last):
+    from grader.drivers.exp_3_1_vgg import LayerRecorder, run_evaluate
+    net = _ToyNet(skip_last)
+    seen = []
+    recorder = LayerRecorder(net, list(net.param_layer_name), lambda i, name, out, s: seen.append(name))
+    recorder.install()
+    out, facts = {}, {}
+    run_evaluate(net, out, facts)
+    recorder.remove()
+    assert seen == (["a", "b"] if skip_last else ["a", "b", "c"])
+    assert recorder.complete() is (not skip_last)
+    np.testing.assert_array_equal(out["forward_prob"], np.full((1, 4), 6.0 if skip_last else 30.0))
+    assert out["evaluate_top1"].tolist() == [7.0] and facts["forward_calls"] == 1
+    # The wrappers are gone: the layers and the net are as the student built them.
+    assert "forward" not in vars(net) and all("forward" not in vars(layer) for layer in net.layers.values())
+
+
+def test_driver_records_evaluate_errors_and_missing_prints():
+    from grader.drivers.exp_3_1_vgg import printed_class_id, run_evaluate
+    net = _ToyNet()
+    net.evaluate = lambda: net.forward()[5]
+    out, facts = {}, {}
+    run_evaluate(net, out, facts)
+    assert facts["evaluate_error"].startswith("IndexError") and "evaluate_top1" not in out
+    assert printed_class_id("x\nClassification result: id = 3, prob = 1\nClassification result: id = 12") == 12
+    assert printed_class_id("id: 3") is None

@@ -28,9 +28,9 @@ def release(tmp_path_factory) -> Path:
     return out
 
 
-def release_grade(release: Path, submission: Path, json_path: Path) -> dict:
+def release_grade(release: Path, submission: Path, json_path: Path, experiment: str = EXP) -> dict:
     env = dict(os.environ, PYTHONPATH=str(release), VGG19_MAT=str(resolve_weights(generate=False).path))
-    proc = subprocess.run([sys.executable, "-m", "grader", "--submission", str(submission), "--experiments", EXP,
+    proc = subprocess.run([sys.executable, "-m", "grader", "--submission", str(submission), "--experiments", experiment,
                            "--json", str(json_path)], cwd=release, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -88,3 +88,36 @@ def test_release_grader_scores_skeleton_0_and_reference_100(release, tmp_path):
     shutil.copy2(REPO_ROOT / "tests" / "solutions" / "vectorised" / EXP / "layers_2.py", solved / EXP / "layers_2.py")
     full = release_grade(release, solved, tmp_path / "solved.json")
     assert full["total"] == 100, [c for c in full["experiments"][0]["checks"] if not c["passed"]]
+
+
+def test_handout_markdown_drops_kit_only_and_shows_handout_only():
+    from grader.authoring.handout import handout_markdown
+    text = ("a\n<!-- kit-only -->\nrun `tests/x.py`\n<!-- /kit-only -->\nb<!-- kit-only --> (kit)<!-- /kit-only -->.\n"
+            "<!-- handout-only\nask your instructor\n-->\nc\n")
+    assert handout_markdown(text) == "a\nb.\nask your instructor\nc\n"
+
+
+def test_handout_readmes_name_only_what_the_handout_has(release):
+    """No instructor command (the handout has no grader.authoring / refnet), and the pycnml and
+    data READMEs do not send students to tests/ or benchmarks/, which the handout does not ship."""
+    import re
+    instructor = re.compile(r"python -m grader (release|goldens|calibrate|weights)\b")
+    for readme in [release / "README.md", *sorted(release.glob("exp_3_[12]*/README*.md")),
+                   release / "pycnml" / "README.md", release / "data" / "README.md"]:
+        text = readme.read_text(encoding="utf-8")
+        found = instructor.search(text)
+        assert not found, f"{readme.relative_to(release)} shows `{found[0]}`"
+    for rel in ("pycnml/README.md", "data/README.md"):
+        text = (release / rel).read_text(encoding="utf-8")
+        assert "tests/" not in text and "benchmarks/" not in text and "<!--" not in text, rel
+        # The kit's own copy keeps them.
+        assert "tests/" in (REPO_ROOT / rel).read_text(encoding="utf-8"), rel
+
+
+@pytest.mark.slow
+def test_release_grader_scores_a_completed_dlp_100(release, tmp_path):
+    """The handout has no grader.refnet: 3.2 reads the quant parameters it ships."""
+    solved = tmp_path / "solved"
+    shutil.copytree(REFERENCE_DIR / "exp_3_2_dlp", solved / "exp_3_2_dlp", ignore=shutil.ignore_patterns("__pycache__"))
+    doc = release_grade(release, solved, tmp_path / "dlp.json", "exp_3_2_dlp")
+    assert doc["total"] == 100, [c for c in doc["experiments"][0]["checks"] if not c["passed"]]

@@ -70,3 +70,28 @@ def test_skeleton_module_raises_not_implemented(tmp_path):
     exec(compile(out, "a.py", "exec"), ns)
     with pytest.raises(NotImplementedError, match="A.f"):
         ns["A"]().f(1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["experiment folder", "kit root"])
+@pytest.mark.parametrize("exp, script, result", [
+    ("exp_3_1_vgg", "vgg_cpu.py", "Classification result: id = "),
+    ("exp_3_2_dlp", "vgg19_demo.py", "accuracy1: "),
+])
+def test_completed_skeleton_runs_as_a_script(tmp_path, exp, script, result, where):
+    """`python vgg_cpu.py` / `python vgg19_demo.py` after `source env.sh`, on the kit's weights and cat.
+
+    The completed copy is the reference's (the skeleton's `__main__` is the reference's, as the
+    drift test above asserts), placed like a student's `stu_upload/<exp>/`.
+    """
+    import shlex
+    import subprocess
+
+    from tests.gradeutil import reference_copy
+    folder = reference_copy(tmp_path / "stu_upload" / exp, exp)
+    cwd = folder if where == "experiment folder" else REPO_ROOT
+    command = (f"source {shlex.quote(str(REPO_ROOT / 'env.sh'))} >/dev/null && cd {shlex.quote(str(cwd))} && "
+               f"python {shlex.quote(str(folder / script))}")
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert result in proc.stdout and "weights:" in proc.stdout, proc.stdout[-2000:]

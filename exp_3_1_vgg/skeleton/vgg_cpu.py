@@ -109,9 +109,15 @@ class VGG19(object):
 
 
 if __name__ == '__main__':
-    vgg = VGG19()
+    # The book's flow (Fig. 3.8) on the kit's weights and cat image. `source env.sh` puts
+    # the kit on PYTHONPATH, so `python vgg_cpu.py` works from any folder.
+    from grader.kit.paths import DEFAULT_CAT
+    from grader.kit.weights import resolve_weights
+    weights = resolve_weights()
+    print(weights.banner())
+    vgg = VGG19(param_path=str(weights.path))
     vgg.build_model()
     vgg.init_model()
     vgg.load_model()
-    vgg.load_image('../data/images/chelsea.png')
+    vgg.load_image(str(DEFAULT_CAT))
     vgg.evaluate()

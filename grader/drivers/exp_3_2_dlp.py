@@ -1,22 +1,32 @@
 """Experiment 3.2 driver: build and run the submission's VGG19 of vgg19_demo.py through pycnml.
 
 Only the book's interface is used: ``VGG19()``, ``build_model(param_path=...,
-quant_param_path=...)``, ``load_model()``, ``load_image(path)``, ``forward()`` and the
-``net`` attribute (a ``pycnml.CnmlNet``: ``size``, ``getLayerName``, ``getOutputData``).
+quant_param_path=...)``, ``load_model()``, ``load_image(path)``, ``forward()``,
+``evaluate(file_list, synset_path=...)`` (its printed top-1 and accuracy) and the ``net`` attribute (a ``pycnml.CnmlNet``: ``size``, ``getLayerName``, ``getOutputData``).
 Layer types, output shapes and per-layer outputs come from the emulator's inspection
 methods (``getLayerType``, ``getLayerOutputShape``, ``getLayerOutput``).
 """
 from __future__ import annotations
 
+import contextlib
+import re
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from grader.drivers import BaseContext, fingerprint, image_file, sample_indices
+from grader.drivers.exp_3_1_vgg import Tail, error_fact
+from grader.kit.paths import SYNSET_WORDS
 
 MAX_NAME = 64          # layer names are the student's strings; keep the JSON facts small
 CORNER = 16            # conv1_1's top-left corner: where padding mistakes show
 SAMPLE = 4096
+CAT_LABEL = 281        # the book's label of the cat (3.2.5); any label works for the fresh image
+# What the book's get_top5 prints (3.2.4.4): a "Top 5 of <image>" line, then "0.931641 - n02123045 tabby"
+# lines, best first; evaluate ends with "accuracy1: 1.000000 (1/1)".
+TOP_LINE = re.compile(r"^\s*[-+0-9.eE]+\s+-\s+(.+?)\s*$")
+ACCURACY_LINE = re.compile(r"accuracy1:\s*[-+0-9.eE]+\s*\((\d+)/(\d+)\)")
 
 
 @dataclass
@@ -76,14 +86,61 @@ def _outputs(vgg) -> dict:
     return out
 
 
+def printed_top1_ids(text: str, synset_lines: list[str]) -> list[int]:
+    """Class ids whose synset line is the first name printed after the last "Top 5 of" line."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if "Top 5 of" in line]
+    for line in lines[starts[-1] + 1:] if starts else []:
+        match = TOP_LINE.match(line)
+        if match:
+            name = match.group(1)
+            return [i for i, words in enumerate(synset_lines) if words.strip() == name]
+    return []
+
+
+def run_evaluate(vgg, image: str, label: int, out: dict, facts: dict) -> None:
+    """The student's ``evaluate(file_list, synset_path=...)`` on a one-line file list.
+
+    Outputs ``evaluate_top1_ids`` (the class ids of the first name get_top5 prints: the
+    parent checks the golden's top-1 is among them) and ``evaluate_accuracy1`` ``[hits,
+    total]``; an exception is ``facts["evaluate_error"]``.
+    """
+    folder = tempfile.mkdtemp(prefix="file-list-")
+    file_list = f"{folder}/file_list"
+    with open(file_list, "w", encoding="utf-8") as f:
+        f.write(f"{image} {label}\n")
+    printed = Tail()
+    try:
+        with contextlib.redirect_stdout(printed):
+            vgg.evaluate(file_list, synset_path=str(SYNSET_WORDS))
+    except Exception as exc:
+        facts["evaluate_error"] = error_fact(exc)
+    synset = SYNSET_WORDS.read_text(encoding="utf-8").splitlines()
+    ids = printed_top1_ids(printed.text, synset)
+    if ids:
+        out["evaluate_top1_ids"] = np.array(ids, dtype=np.float64)
+    accuracy = ACCURACY_LINE.findall(printed.text)
+    if accuracy:
+        out["evaluate_accuracy1"] = np.array([int(v) for v in accuracy[-1]], dtype=np.float64)
+
+
+def _classify(ctx, vgg, image: str, label: int) -> dict:
+    """load_image and forward (the softmax, per-layer outputs), then evaluate on the same image."""
+    vgg.load_image(image)
+    vgg.forward()
+    out = _outputs(vgg)
+    facts: dict = {}
+    run_evaluate(vgg, image, label, out, facts)
+    ctx.extra[ctx.current] = facts
+    return out
+
+
 def network(ctx, p, x):
     """The book's flow on the cat image; the loaded net is kept for later cases."""
     vgg = _build(ctx)
     vgg.load_model()
     ctx.vgg = vgg
-    vgg.load_image(ctx.resources["image"])
-    vgg.forward()
-    return _outputs(vgg)
+    return _classify(ctx, vgg, ctx.resources["image"], CAT_LABEL)
 
 
 def network_image(ctx, p, x):
@@ -93,9 +150,7 @@ def network_image(ctx, p, x):
         vgg = _build(ctx)
         vgg.load_model()
         ctx.vgg = vgg
-    vgg.load_image(image_file(x["image"]))
-    vgg.forward()
-    return _outputs(vgg)
+    return _classify(ctx, vgg, image_file(x["image"]), CAT_LABEL)
 
 
 HANDLERS = {

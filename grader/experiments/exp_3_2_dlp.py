@@ -17,7 +17,9 @@ Cases:
   checks read the net's layer count, names, types and output shapes.
 * ``vgg_network`` (tiers 80 and 100, group ``network``): the book's whole flow on the cat
   image (build_model, load_model, load_image, forward, getOutputData); returns conv1_1 and
-  pool5 (read through the emulator's per-layer outputs) and the softmax.
+  pool5 (read through the emulator's per-layer outputs) and the softmax; then the student's
+  ``evaluate(file_list, synset_path)`` on a one-line file list, whose printed top-5 must
+  start with the golden's top-1.
 * ``hidden_vgg_image`` (hidden, tiers 80 and 100): the same net on a fresh image, a
   random crop of one of the kit's images with noise; its golden comes from the reference
   emulator at grade time.
@@ -37,12 +39,20 @@ EXPERIMENT = "exp_3_2_dlp"
 # The limits leave a wide margin for a loaded machine.
 GROUPS = {
     "build": GroupSpec("build", wall_seconds=120, cpu_seconds=240),
-    "network": GroupSpec("network", wall_seconds=600, cpu_seconds=1200),
+    "network": GroupSpec("network", wall_seconds=600, cpu_seconds=1200, expensive=True),
 }
 
 
 def extra_resources(session) -> dict:
-    """The quant-parameter file matching the session's weights (calibrated on first use)."""
+    """The quant-parameter file matching the session's weights.
+
+    The instructor's kit calibrates it on first use (``grader.refnet``); the student handout
+    ships no ``grader.refnet`` and reads the files it ships (``data/quant``, ``data/course``).
+    """
+    from grader.kit.paths import is_student_handout
+    if is_student_handout():
+        from grader.kit.quantparams import resolve_quant_params
+        return {"quant_params": str(resolve_quant_params(session.weights))}
     from grader.refnet.calibrate import ensure_quant_params
     return {"quant_params": str(ensure_quant_params(session.weights))}
 
@@ -66,7 +76,8 @@ def hidden_cases(seed: int) -> list[Case]:
     image = random_image(seed)
     return [Case("hidden_vgg_image", "network_image", "network",
                  f"VGG19 on a fresh {image.shape[1]}x{image.shape[0]} image",
-                 {}, {"image": image}, hidden=True, weights_dependent=True)]
+                 {}, {"image": image}, hidden=True, weights_dependent=True,
+                 hint=f"a {image.shape[1]}x{image.shape[0]} crop of a kit image with noise, resized to 224x224")]
 
 
 # ----- checks -------------------------------------------------------------------------
@@ -198,6 +209,33 @@ def top1(ctx: CheckContext) -> str:
     return f"top-1 class id {got_id} (p = {p:.4f}) matches the reference"
 
 
+def evaluate_failure(ctx: CheckContext) -> str | None:
+    """Why the student's evaluate(file_list, synset_path) did not report the golden's top-1, or None."""
+    error = ctx.extra.get("evaluate_error")
+    if error:
+        return f"VGG19.evaluate(file_list, synset_path) raised {error}"
+    ids = ctx.outputs.get("evaluate_top1_ids")
+    if ids is None:
+        return ("VGG19.evaluate() printed no top-5 list ('------ Top 5 of <image> ------', then "
+                "'<prob> - <class name>' lines, as get_top5 in the book's 3.2.4.4)")
+    want_id = int(np.argmax(np.asarray(ctx.golden["prob"], dtype=np.float64).reshape(-1)))
+    if want_id not in {int(v) for v in np.asarray(ids).reshape(-1)}:
+        return f"the first class get_top5 printed is not the reference's top-1 (class id {want_id})"
+    accuracy = ctx.outputs.get("evaluate_accuracy1")
+    if accuracy is None or int(np.asarray(accuracy).reshape(-1)[1]) != 1:
+        return "VGG19.evaluate() on a one-image file list did not print 'accuracy1: <a> (<hits>/1)'"
+    return None
+
+
+def evaluate(ctx: CheckContext) -> str:
+    """evaluate(file_list, synset_path) on the cat: get_top5's first class is the golden's top-1."""
+    problem = evaluate_failure(ctx)
+    if problem:
+        raise CheckFailure(problem)
+    hits, total = (int(v) for v in np.asarray(ctx.outputs["evaluate_accuracy1"]).reshape(-1)[:2])
+    return f"evaluate() prints the reference's top-1 first and accuracy1 ({hits}/{total})"
+
+
 def hidden_image(ctx: CheckContext) -> str:
     """A fresh image: pool5, softmax and top-1, told without data."""
     for key in ("pool5", "prob"):
@@ -209,7 +247,10 @@ def hidden_image(ctx: CheckContext) -> str:
     got_id, want_id = _top1(ctx.outputs.get("prob"), ctx.golden["prob"])
     if got_id != want_id:
         raise CheckFailure(f"hidden check {ctx.case.name}: top-1 class differs from the reference")
-    return f"{ctx.case.label}: pool5, softmax and top-1 match"
+    if evaluate_failure(ctx):
+        raise CheckFailure(f"hidden check {ctx.case.name}: evaluate() does not report the reference's top-1; "
+                           f"the visible check vgg19_evaluate shows details")
+    return f"{ctx.case.label}: pool5, softmax, top-1 and evaluate() match"
 
 
 def checks(cases: list[Case]) -> list[Check]:
@@ -226,6 +267,7 @@ def checks(cases: list[Case]) -> list[Check]:
                        lambda ctx: _compare(ctx, "pool5", "pool5 output on the cat image")),
                  Check("vgg19_softmax", 100, "vgg_network",
                        lambda ctx: _compare(ctx, "prob", "softmax (getOutputData) on the cat image")),
-                 Check("vgg19_top1", 100, "vgg_network", top1)]
+                 Check("vgg19_top1", 100, "vgg_network", top1),
+                 Check("vgg19_evaluate", 100, "vgg_network", evaluate)]
     rows += [Check(c.name, 100, c.name, hidden_image, hidden=True) for c in cases if c.kind == "network_image"]
     return rows

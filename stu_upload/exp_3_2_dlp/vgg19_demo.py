@@ -160,9 +160,20 @@ class VGG19(object):
 
 
 if __name__ == '__main__':
-    # Run from the kit's root folder; main_exp_3_2.py does the same and more.
+    # The book's flow (Fig. 3.11) on the kit's weights, quant parameters and cat image.
+    # `source env.sh` puts the kit on PYTHONPATH, so `python vgg19_demo.py` works from any
+    # folder; the file list names the image by its full path.
+    import os
+    import tempfile
+    from grader.kit.paths import DEFAULT_CAT, SYNSET_WORDS
+    from grader.kit.quantparams import resolve_quant_params
+    from grader.kit.weights import resolve_weights
+    weights = resolve_weights()
+    print(weights.banner())
     vgg = VGG19()
-    vgg.build_model(param_path='data/vgg19_data/imagenet-vgg-verydeep-19.mat',
-                    quant_param_path='data/course/vgg19_quant_param_new.npz')
+    vgg.build_model(param_path=str(weights.path), quant_param_path=str(resolve_quant_params(weights)))
     vgg.load_model()
-    vgg.evaluate('exp_3_2_dlp/file_list', synset_path='data/synset_words.txt')
+    file_list = os.path.join(tempfile.mkdtemp(), 'file_list')
+    with open(file_list, 'w') as f:
+        f.write('%s 281\n' % DEFAULT_CAT)   # 281: tabby cat (book section 3.2.5)
+    vgg.evaluate(file_list, synset_path=str(SYNSET_WORDS))
