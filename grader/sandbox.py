@@ -502,7 +502,6 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
                 rlimits["RLIMIT_NPROC"] = [MAX_PROCESSES, MAX_PROCESSES]
                 protections["cgroup"] = f"none ({why_not}): limits are per process (rlimits)"
             features, error = _namespace_probe() if requested in (None, "namespace") else ([], "")
-            needed = _needed_paths(exe, child_env, workdir, readonly)
             existing_hidden = [p for p in hide if os.path.lexists(p)]
             if features:
                 spec.update(namespace=True, view=_view(exe, workdir, readonly, existing_hidden))
@@ -512,6 +511,8 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
             elif requested == "none":
                 protections["reason_off"] = "AICS_SANDBOX_METHOD=none: hidden and read-only paths not enforced"
             else:
+                # Only the permissions fallback needs to know which paths the child must reach.
+                needed = _needed_paths(exe, child_env, workdir, readonly)
                 spec["must_reach"] = [str(p) for p in needed]
                 changed = _restrict_hidden(existing_hidden) + _restrict_readonly(readonly, uid, gid)
                 protections.update(method="permissions", hidden_paths=[str(p) for p in existing_hidden],
@@ -540,12 +541,6 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
             group.remove()
         if uid_lock is not None:
             os.close(uid_lock)
-        view = spec.get("view")
-        if view and os.path.isdir(view["root"]):
-            try:
-                os.rmdir(view["root"])
-            except OSError:
-                pass
 
 
 def _view(exe: str, workdir: Path, readonly: list[Path], hidden: list[Path]) -> dict:
