@@ -169,6 +169,10 @@ class GradingSession:
         case = self.case(experiment, name)
         return self._group_run(experiment, case.group, reference=False).outcome(name)
 
+    def group_started(self, experiment: str, group: str) -> bool:
+        """Whether the submission's process of ``group`` has run (its outcomes are cached)."""
+        return (experiment, group, False) in self._runs
+
     def group_run(self, experiment: str, group: str) -> GroupRun:
         return self._group_run(experiment, group, reference=False)
 

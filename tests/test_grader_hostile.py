@@ -101,11 +101,13 @@ def test_hostile_submission_costs_only_its_own_checks(graded, name):
     assert failing == hostile.failing, f"{name}: unexpected failures {sorted(failing ^ hostile.failing)}"
     assert report["total"] == hostile.score
     for check in failing:
-        assert re.search(hostile.reason, checks[check]["message"]), (check, checks[check]["message"])
+        message = checks[check]["message"]
+        # A failed tier 60 leaves the network unrun: it could not count.
+        assert message.startswith("skipped: tier 60 failed") or re.search(hostile.reason, message), (check, message)
     if hostile.note:
         assert any(hostile.note in n for n in exp["notes"]), exp["notes"]
     # Everything the submission did not break still passes: 60-tier layers or the network.
-    assert len(checks) == 29
+    assert len(checks) == 31
 
 
 def test_correct_submission_in_the_same_batch_scores_100(graded):
@@ -121,7 +123,7 @@ def test_hang_is_reported_with_its_limit_and_where_it_happened(graded):
     assert re.search(r"timed out after 9\.0 s \(wall-clock limit\) while running this check",
                      checks["pool_k3_s2_overlap"]["message"])
     assert "before reaching this check" in checks["softmax_forward"]["message"]
-    assert checks["pool_k2_s2_odd"]["passed"] and checks["vgg19_top1"]["passed"]
+    assert checks["pool_k2_s2_odd"]["passed"] and checks["vgg19_top1"]["message"].startswith("skipped: tier 60")
 
 
 def test_import_guard_names_the_rule(graded):
@@ -159,7 +161,8 @@ def test_hidden_failure_shows_name_and_kind_not_data(graded):
 def test_output_coercion_ignores_fake_equality(graded):
     checks = _checks(graded["reports"]["always_true_eq"])
     assert "not a numeric array" in checks["softmax_forward"]["message"]
-    assert "elements differ" in checks["vgg19_softmax"]["message"]
+    network = _checks(graded["reports"]["always_true_eq_network"])
+    assert "elements differ" in network["vgg19_softmax"]["message"]
 
 
 def test_batch_progress_and_memory_lines(graded):

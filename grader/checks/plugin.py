@@ -9,7 +9,7 @@ Checks run in tier order (60, then 80, then 100; the report keeps the declared o
 Two rules save minutes without changing any score:
 
 * once a check of a lower tier has failed, a higher tier's check whose case is in an
-  *expensive* group (``GroupSpec.expensive``: a whole network) is not run, so its group
+  *expensive* group (``GroupSpec.expensive``: a whole network) that has not started yet is not run, so its group
   never starts; it fails with "skipped: tier 60 failed" (a tier counts only when every
   lower tier passed, so it could not count anyway). Cheap checks of higher tiers still
   run: their messages help;
@@ -68,9 +68,15 @@ class GradingPlugin:
         if getattr(self.session, "quick", False) and check.tier > QUICK_TIER:
             return NOT_RUN_QUICK
         failed = [r.tier for r in self.results if not r.passed and r.tier < check.tier]
-        if failed and self.is_expensive(check):
+        # A group that already ran costs nothing more: its checks report what it did.
+        if failed and self.is_expensive(check) and not self._group_started(check):
             return skipped_message(min(failed))
         return None
+
+    def _group_started(self, check: Check) -> bool:
+        group = self.session.case(self.experiment, check.case).group
+        started = getattr(self.session, "group_started", None)
+        return bool(started and started(self.experiment, group))
 
     def _note_skip(self, check: Check, reason: str) -> None:
         """Say once per group, in the experiment's notes, that its checks were not run and why."""

@@ -13,7 +13,8 @@ from pathlib import Path
 from gradeutil import reference_copy  # tests/, on sys.path
 
 EXP = "exp_3_1_vgg"
-NETWORK = {"vgg19_pool5", "vgg19_softmax", "vgg19_top1"}
+# The network group's checks: they run only when tier 60 passed ("skipped: tier 60 failed").
+NETWORK = {"vgg19_pool5", "vgg19_softmax", "vgg19_top1", "vgg19_forward", "vgg19_evaluate"}
 LAYERS_1 = {"fc_forward", "relu_forward", "softmax_forward"}
 LAYERS_2 = {"conv_k3_p1_s1", "conv_k3_p0_s1_odd", "conv_k3_p2_s2", "conv_k1_p0_s1", "conv_k5_p2_s2_odd",
             "conv_k2_p1_s2_n3", "pool_k2_s2", "pool_k2_s2_odd", "pool_k3_s2_overlap", "pool_k3_s1_n2"}
@@ -74,7 +75,7 @@ _AFTER_HANG = set(LAYER_ORDER[LAYER_ORDER.index("pool_k3_s2_overlap"):])
 
 HOSTILE = [
     # Hangs in the third pool case: the layers process times out there, later layer cases never run.
-    Hostile("hang", 0, _AFTER_HANG | {f"hidden_{n}" for n in LAYER_ORDER}, reason="timed out after", append={
+    Hostile("hang", 0, _AFTER_HANG | {f"hidden_{n}" for n in LAYER_ORDER} | NETWORK, reason="timed out after", append={
         "layers_2.py": """
 
 _original_pool_forward = MaxPoolingLayer.forward
@@ -95,11 +96,13 @@ MaxPoolingLayer.forward = _hostile_pool_forward
         "vgg_cpu.py": "import sys\nsys.exit(0)"}),
     Hostile("os_exit_in_layer", 60, NETWORK, reason="exited early with code 0", append={
         "layers_2.py": _flatten("import os\nos._exit(0)")}),
+    # At import, so every group's process prints it (what evaluate() prints is kept as a
+    # bounded tail in the child, and reaches no pipe).
     Hostile("print_100mb", 100, set(), note="output was cut", append={
-        "layers_2.py": _flatten("import sys\nchunk = 'x' * 2**20\nfor _ in range(100):\n"
-                                "    sys.stdout.write(chunk)\nsys.stdout.flush()")}),
+        "layers_2.py": "\nimport sys\nchunk = 'x' * 2**20\nfor _ in range(100):\n"
+                       "    sys.stdout.write(chunk)\nsys.stdout.flush()\n"}),
     # An object that claims equality with anything, and an ndarray subclass doing the same.
-    Hostile("always_true_eq", 0, _with_hidden({"softmax_forward"}) | {"vgg19_softmax", "vgg19_top1"},
+    Hostile("always_true_eq", 0, _with_hidden({"softmax_forward"}) | NETWORK,
             reason="not a numeric array|elements differ|top-1 class id", append={
         "layers_1.py": """
 
@@ -137,9 +140,49 @@ def _hostile_softmax_forward(self, input):
 
 SoftmaxLossLayer.forward = _hostile_softmax_forward
 """}),
+    # The same objects, returned only on the network's batch of one: the layer checks pass, so
+    # the network runs and must see through them.
+    Hostile("always_true_eq_network", 80, {"vgg19_softmax", "vgg19_top1", "vgg19_forward", "vgg19_evaluate"},
+            reason="not a numeric array|elements differ|wrong values|top-1|class", append={
+        "layers_1.py": """
+
+import numpy as _np
+
+
+class _EqualsAnything(object):
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("not an array, but equal to everything")
+
+
+class _CheatArray(_np.ndarray):
+    def __eq__(self, other):
+        return _np.ones(_np.shape(self), dtype=bool)
+
+    def __ne__(self, other):
+        return _np.zeros(_np.shape(self), dtype=bool)
+
+
+_original_softmax_forward = SoftmaxLossLayer.forward
+
+
+def _hostile_softmax_forward(self, input):
+    right = _original_softmax_forward(self, input)
+    if right.shape[0] > 1:
+        return right
+    return _np.roll(right, 1, axis=1).view(_CheatArray)
+
+
+SoftmaxLossLayer.forward = _hostile_softmax_forward
+"""}),
     # Disarms numpy's comparison helpers for everyone in the process, and gets ReLU wrong
     # on the small check inputs.
-    Hostile("monkeypatch_numpy", 0, _with_hidden({"relu_forward"}), reason="elements differ|wrong values", append={
+    Hostile("monkeypatch_numpy", 0, _with_hidden({"relu_forward"}) | NETWORK, reason="elements differ|wrong values", append={
         "layers_1.py": """
 
 import numpy as _np
