@@ -68,6 +68,50 @@ class Hostile:
         return root
 
 
+_EQUALS_ANYTHING = """
+
+import numpy as _np
+
+
+class _EqualsAnything(object):
+    def __eq__(self, other):
+        return True
+
+    def __ne__(self, other):
+        return False
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("not an array, but equal to everything")
+
+
+class _CheatArray(_np.ndarray):
+    def __eq__(self, other):
+        return _np.ones(_np.shape(self), dtype=bool)
+
+    def __ne__(self, other):
+        return _np.zeros(_np.shape(self), dtype=bool)
+
+
+_original_softmax_forward = SoftmaxLossLayer.forward
+
+
+def _hostile_softmax_forward(self, input):
+    right = _original_softmax_forward(self, input)
+    if right.shape[0] > 1:
+        return @BATCH@
+    return _np.roll(right, 1, axis=1).view(_CheatArray)
+
+
+SoftmaxLossLayer.forward = _hostile_softmax_forward
+"""
+
+
+def _equals_anything(batch_result: str) -> str:
+    """SoftmaxLossLayer.forward returning ``batch_result`` on batches (the layer check's input)
+    and, on a batch of one (the network), a wrong softmax that claims to equal anything."""
+    return _EQUALS_ANYTHING.replace("@BATCH@", batch_result)
+
+
 LAYER_ORDER = ["conv_k3_p1_s1", "conv_k3_p0_s1_odd", "conv_k3_p2_s2", "conv_k1_p0_s1", "conv_k5_p2_s2_odd",
                "conv_k2_p1_s2_n3", "pool_k2_s2", "pool_k2_s2_odd", "pool_k3_s2_overlap", "pool_k3_s1_n2",
                "fc_forward", "relu_forward", "softmax_forward"]
@@ -103,83 +147,13 @@ MaxPoolingLayer.forward = _hostile_pool_forward
                        "    sys.stdout.write(chunk)\nsys.stdout.flush()\n"}),
     # An object that claims equality with anything, and an ndarray subclass doing the same.
     Hostile("always_true_eq", 0, _with_hidden({"softmax_forward"}) | NETWORK,
-            reason="not a numeric array|elements differ|top-1 class id", append={
-        "layers_1.py": """
-
-import numpy as _np
-
-
-class _EqualsAnything(object):
-    def __eq__(self, other):
-        return True
-
-    def __ne__(self, other):
-        return False
-
-    def __array__(self, *args, **kwargs):
-        raise TypeError("not an array, but equal to everything")
-
-
-class _CheatArray(_np.ndarray):
-    def __eq__(self, other):
-        return _np.ones(_np.shape(self), dtype=bool)
-
-    def __ne__(self, other):
-        return _np.zeros(_np.shape(self), dtype=bool)
-
-
-_original_softmax_forward = SoftmaxLossLayer.forward
-
-
-def _hostile_softmax_forward(self, input):
-    right = _original_softmax_forward(self, input)
-    if right.shape[0] > 1:
-        return _EqualsAnything()
-    return _np.roll(right, 1, axis=1).view(_CheatArray)
-
-
-SoftmaxLossLayer.forward = _hostile_softmax_forward
-"""}),
+            reason="not a numeric array|elements differ|top-1 class id",
+            append={"layers_1.py": _equals_anything("_EqualsAnything()")}),
     # The same objects, returned only on the network's batch of one: the layer checks pass, so
     # the network runs and must see through them.
     Hostile("always_true_eq_network", 80, {"vgg19_softmax", "vgg19_top1", "vgg19_forward", "vgg19_evaluate"},
-            reason="not a numeric array|elements differ|wrong values|top-1|class", append={
-        "layers_1.py": """
-
-import numpy as _np
-
-
-class _EqualsAnything(object):
-    def __eq__(self, other):
-        return True
-
-    def __ne__(self, other):
-        return False
-
-    def __array__(self, *args, **kwargs):
-        raise TypeError("not an array, but equal to everything")
-
-
-class _CheatArray(_np.ndarray):
-    def __eq__(self, other):
-        return _np.ones(_np.shape(self), dtype=bool)
-
-    def __ne__(self, other):
-        return _np.zeros(_np.shape(self), dtype=bool)
-
-
-_original_softmax_forward = SoftmaxLossLayer.forward
-
-
-def _hostile_softmax_forward(self, input):
-    right = _original_softmax_forward(self, input)
-    if right.shape[0] > 1:
-        return right
-    return _np.roll(right, 1, axis=1).view(_CheatArray)
-
-
-SoftmaxLossLayer.forward = _hostile_softmax_forward
-"""}),
+            reason="not a numeric array|elements differ|wrong values|top-1|class",
+            append={"layers_1.py": _equals_anything("right")}),
     # Disarms numpy's comparison helpers for everyone in the process, and gets ReLU wrong
     # on the small check inputs.
     Hostile("monkeypatch_numpy", 0, _with_hidden({"relu_forward"}) | NETWORK, reason="elements differ|wrong values", append={
