@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(style.IMAGE_HEIGHT, style.IMAGE_WIDTH),
                    help="HEIGHTxWIDTH the images are resized to")
     p.add_argument("--save-every", type=int, default=style.SAVE_EVERY,
-                   help="save the image every N steps (and at the end)")
+                   help="save the image every N steps (step %% N == 0, as the book; --kit-loop also saves the last step)")
     p.add_argument("--init", choices=style.INITS, default="noise",
                    help=f"start image: noise = the book's get_random_img(content, {style.NOISE}); content = the "
                         "content image; mixed = 0.95 content + 0.05 style")
