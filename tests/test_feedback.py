@@ -16,7 +16,7 @@ import pytest
 
 from grader import probe
 from grader.diagnose import conv2d, diagnose, pool2d, simple_factor
-from grader.drivers import running
+from grader.kit.netloop import running
 from grader.experiments import Case, Check, CheckContext, describe_failure_kind, exp_3_1_vgg, exp_3_3_style_transfer
 from grader.groups import CaseOutcome
 from grader.kit import goldens

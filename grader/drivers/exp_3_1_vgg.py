@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grader.drivers import BaseContext, fingerprint, image_file
+from grader.drivers import BaseContext, Tail, error_fact, fingerprint, image_file
 from grader.kit.netloop import layer_names, run_layers
 
-TAIL_CHARS = 64 * 1024     # the end of what evaluate() prints is kept; the rest is dropped
-ERROR_CHARS = 300          # an exception's text as a fact for the parent
 # What the book's evaluate() prints (Fig. 3.7): "Classification result: id = 281, prob = 0.93".
 RESULT_LINE = re.compile(r"Classification result:\s*id\s*=\s*(\d+)")
 
@@ -52,26 +50,6 @@ def softmax_forward(ctx, p, x):
 def flatten_forward(ctx, p, x):
     layer = ctx.module("layers_2").FlattenLayer(list(p["in_shape"]), list(p["out_shape"]))
     return {"output": layer.forward(x["input"])}
-
-
-class Tail:
-    """A text stream keeping only the last ``limit`` characters written to it."""
-
-    def __init__(self, limit: int = TAIL_CHARS):
-        self.limit = limit
-        self.text = ""
-
-    def write(self, chunk) -> int:
-        self.text = (self.text + str(chunk))[-self.limit:]
-        return len(chunk)
-
-    def flush(self) -> None:
-        pass
-
-
-def error_fact(exc: BaseException) -> str:
-    """``"KeyError: 'fc7'"``, cut to :data:`ERROR_CHARS`: how an exception reaches the parent."""
-    return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
 
 
 def printed_class_id(text: str) -> int | None:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grader.drivers import BaseContext, fingerprint, image_file, sample_indices
-from grader.drivers.exp_3_1_vgg import Tail, error_fact
+from grader.drivers import BaseContext, Tail, error_fact, fingerprint, image_file, sample_indices
 from grader.kit.paths import SYNSET_WORDS
 
 MAX_NAME = 64          # layer names are the student's strings; keep the JSON facts small

@@ -12,6 +12,7 @@ arrays: each layer gets exactly what the previous one returned.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable
 
@@ -51,15 +52,26 @@ def run_layers(vgg, x, on_layer: LayerHook | None = None) -> tuple[Any, dict[str
     current = x
     for index, name in enumerate(names, start=1):
         start = time.perf_counter()
-        try:
+        with running(f"{name}.forward"):
             current = vgg.layers[name].forward(current)
-        except BaseException as exc:
-            exc.add_note(f"while running {name}.forward")
-            raise
         seconds[name] = time.perf_counter() - start
         if on_layer is not None:
             on_layer(index, name, current, seconds[name])
     return current, seconds
+
+
+@contextlib.contextmanager
+def running(what: str):
+    """Add the PEP 678 note "while running <what>" to any exception raised inside.
+
+    The probe prints notes under the crash line, so a failure deep in a network names the
+    layer or call that was running (``with running("pool1.forward"): ...``).
+    """
+    try:
+        yield
+    except BaseException as exc:
+        exc.add_note(f"while running {what}")
+        raise
 
 
 # Per output element, a Python loop over the book's windows costs about as much as this

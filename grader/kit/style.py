@@ -21,9 +21,11 @@ says which layer was running) and ``recording_optimizer`` (every Adam update see
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
+
+from grader.kit.netloop import running
 
 # Hyper-parameters of figure 3.21.
 CONTENT_LOSS_LAYERS = ("relu4_2",)
@@ -74,11 +76,8 @@ def note_layer_errors(vgg) -> None:
 
 def _noted(call, where: str):
     def run(*args, **kwargs):
-        try:
+        with running(where):
             return call(*args, **kwargs)
-        except Exception as exc:
-            exc.add_note(f"while running {where}")
-            raise
     run.__wrapped__ = call
     return run
 
