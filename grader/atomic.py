@@ -23,11 +23,24 @@ def temp_name(path: Path) -> Path:
 
 
 def stale_temps(path: Path) -> list[Path]:
-    """Temporary files of ``path`` that earlier, killed processes left behind."""
+    """Temporary files of ``path`` that earlier, killed processes left behind (``.<name>.<pid>.tmp``).
+
+    Names are compared as text, never as a glob pattern: a file named ``*.json`` or ``[a].csv``
+    matches only its own temporary files, not those of every other file in the folder.
+    """
+    head, tail = f".{path.name}.", ".tmp"
     try:
-        return sorted(p for p in path.parent.glob(f".{path.name}.*.tmp") if p.is_file() and not p.is_symlink())
+        names = os.listdir(path.parent)
     except OSError:
         return []
+    found = []
+    for name in names:
+        pid = name[len(head):-len(tail)] if name.startswith(head) and name.endswith(tail) else ""
+        if pid.isascii() and pid.isdigit():
+            candidate = path.parent / name
+            if candidate.is_file() and not candidate.is_symlink():
+                found.append(candidate)
+    return sorted(found)
 
 
 def write_text(path: Path, text: str) -> None:

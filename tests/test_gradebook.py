@@ -1,4 +1,4 @@
-"""The batch's gradebook and intake on their own: CSV round trips, resume rules, zip safety.
+"""The batch's gradebook and intake on their own: CSV round trips, ids, file names, resume rules, zip safety.
 
 Pure file work in ``tmp_path`` (no weights, no grading subprocess); the whole file runs in
 about a second. The end-to-end batch runs live in test_grader_batch.py.
@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from grader import atomic
 from grader.batch.gradebook import (BAD_SUBMISSION, CRASHED, FIXED_COLUMNS, GRADED, GRADER_ERROR, INTERRUPTED,
-                                    TIMEOUT, Outcome, columns, is_done, read_csv, recorded_seeds, write_csv)
+                                    TIMEOUT, Outcome, bad_seed_cells, columns, gradescope_path, is_done, log_path,
+                                    read_csv, recorded_seeds, report_path, write_csv)
+from grader.batch.names import MAX_STEM_BYTES, decode_id, display_id, encode_id, file_stem
 from grader.batch.intake import UnsafeArchive, discover, find_root, prepare, safe_extract
 from grader.batch.scheduler import describe
 
@@ -134,6 +137,71 @@ def test_rows_without_an_id_are_ignored(tmp_path):
     assert list(got) == ["alice"]
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    path = tmp_path / "grades.csv"
+    write_csv(path, HEADER, {"a": Outcome("a", GRADED, 1.0, {EXP: 0}, 0, 50).row(5)})
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())   # as a spreadsheet's "CSV UTF-8" saves it
+    header, rows = read_csv(path)
+    assert header == HEADER and rows["a"]["seed"] == "5"
+
+
+# --------------------------------------------------------------------------- ids in the CSV and in file names
+
+AWKWARD_IDS = ["plain", "张三", "o'brien", "bob.zip", "=1+2", "+x", "-x", "@x", "=", "-", "\t=1", "line\nbreak",
+               "cr\rx", "%41", "100%", "%zz", "'quoted", "\x1b]52;c;cm0=\x07", "\u202eevil", "full\u3000width",
+               "para\u2029graph", os.fsdecode(b"bad\xff"), os.fsdecode(b"\xe2\x80 half"), os.fsdecode(b"\xff\xfe"),
+               " space ", "a" * 255, "emoji \U0001f600"]
+
+
+def test_every_id_reads_back_exactly_from_the_csv(tmp_path):
+    path = tmp_path / "grades.csv"
+    write_csv(path, HEADER, {i: {"id": i, "status": GRADED} for i in AWKWARD_IDS})
+    _, got = read_csv(path)
+    assert sorted(got) == sorted(AWKWARD_IDS) and all(got[i]["id"] == i for i in AWKWARD_IDS)
+    assert len(raw_lines(path)) == 1 + len(AWKWARD_IDS)   # a line break in an id stays on its row
+    with open(path, newline="", encoding="utf-8") as f:
+        cells = [row["id"] for row in csv.DictReader(f)]
+    assert all(cell.isprintable() and cell[:1] not in "=+-@\t" for cell in cells), cells
+
+
+def test_plain_ids_are_written_as_they_are_and_others_readably():
+    for ident in ("plain", "张三", "o'brien", "bob.zip", "müller,anna", "emoji \U0001f600"):
+        assert encode_id(ident) == ident
+    assert encode_id("=1+2") == "%3D1+2" and encode_id("-x") == "%2Dx" and encode_id("a-b") == "a-b"
+    assert encode_id("line\nbreak") == "line%0Abreak" and encode_id("100%") == "100%25"
+    assert encode_id(os.fsdecode(b"bad\xff")) == "bad%FF"
+    assert decode_id("%zz 100%") == "%zz 100%"   # typed by hand: kept as typed
+    assert display_id("\x1b[2Jx") == "%1B[2Jx"
+
+
+def test_report_files_of_two_ids_never_share_a_path(tmp_path):
+    ids = AWKWARD_IDS + ["", "victim", "victim.results", "victim.results.results", "a/b", "a%2Fb", "..", ".",
+                         ".hidden", "~", "x~y", "L" * 300, "L" * 299 + "M", "L" * 100 + "~" + "0" * 16]
+    paths = [name(tmp_path, i) for i in ids for name in (report_path, log_path, gradescope_path)]
+    assert len(set(paths)) == len(paths)
+    for path in paths:
+        assert path.parent == tmp_path and not path.name.startswith(".")
+        assert len(path.name.encode()) <= MAX_STEM_BYTES + len(".results.json")
+        path.write_text("x")   # every name is one the file system takes
+    assert len(list(tmp_path.iterdir())) == len(paths)
+    assert report_path(tmp_path, "alice") == tmp_path / "alice.json"
+    assert gradescope_path(tmp_path, "alice") == tmp_path / "alice.results.json"
+    assert log_path(tmp_path, "alice") == tmp_path / "alice.log"
+    assert file_stem("victim.results") == "victim%2Eresults"
+
+
+def test_stale_temps_are_only_the_files_own(tmp_path):
+    names = [".a.json.12.tmp", ".a.json.x.tmp", ".a.json.5.7.tmp", ".a.results.json.3.tmp", ".[a].json.1.tmp",
+             ".b.json.1.tmp", "a.json"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".a.json.99.tmp").symlink_to(tmp_path / "a.json")
+    assert [p.name for p in atomic.stale_temps(tmp_path / "a.json")] == [".a.json.12.tmp"]
+    assert [p.name for p in atomic.stale_temps(tmp_path / "[a].json")] == [".[a].json.1.tmp"]
+    assert atomic.stale_temps(tmp_path / "*.json") == []
+    assert atomic.stale_temps(tmp_path / "absent" / "a.json") == []
+
+
 # --------------------------------------------------------------------------- resume
 
 
@@ -159,6 +227,12 @@ def test_recorded_seeds_are_the_seed_cells_as_text(tmp_path):
     rows["d"] = {"id": "d", "seed": "6"}
     assert recorded_seeds(rows) == {"5", "6"}
     assert recorded_seeds({}) == set()
+
+
+@pytest.mark.parametrize("cell, bad", [("5", False), ("123.0", True), ("-1", True), (" 5", True), ("1e3", True),
+                                       ("\u0665", True), ("", False)])
+def test_seed_cells_must_be_plain_whole_numbers(cell, bad):
+    assert bool(bad_seed_cells({"a": {"id": "a", "seed": cell}})) == bad
 
 
 def test_describe_names_the_lowest_failing_tier():

@@ -1,10 +1,12 @@
-"""One batch per gradebook: an exclusive, non-blocking ``flock`` on ``<csv>.lock`` for the whole batch.
+"""One batch per gradebook and per results folder: exclusive, non-blocking ``flock`` locks.
 
 Two batches writing the same CSV would each rewrite it from their own rows, so one would
-drop the other's, and they could grade with two seeds. The second batch is refused before
-it reads or writes the CSV. The lock file holds the pid of the batch that holds it, for the
-message; the kernel drops the lock when that process ends, however it ends, so a killed
-batch never leaves a stale lock.
+drop the other's, and they could grade with two seeds; two batches sharing a results folder
+(with two CSVs) would overwrite and clean up each other's reports. A batch holds
+``<csv>.lock`` (:class:`GradebookLock`) and ``<results>/.batch.lock`` (:class:`FolderLock`)
+for its whole run; a second batch is refused before it writes anything. A lock file holds
+the pid of the batch that holds it, for the message; the kernel drops the lock when that
+process ends, however it ends, so a killed batch never leaves a stale lock.
 """
 from __future__ import annotations
 
@@ -26,11 +28,16 @@ def lock_path(csv_path: Path) -> Path:
     return csv_path.with_name(csv_path.name + ".lock")
 
 
-class GradebookLock:
-    """``with GradebookLock(csv):`` holds the lock of ``csv`` or raises :class:`LockHeld`."""
+def folder_lock_path(folder: Path) -> Path:
+    """The lock file of a results folder, inside it (hidden)."""
+    return Path(folder) / ".batch.lock"
 
-    def __init__(self, csv_path: Path):
-        self.path = lock_path(Path(csv_path))
+
+class ExclusiveLock:
+    """``with ExclusiveLock(file):`` holds an exclusive lock on ``file`` or raises :class:`LockHeld`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
         self.fd: int | None = None
 
     def acquire(self) -> None:
@@ -70,12 +77,26 @@ class GradebookLock:
         os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> "GradebookLock":
+    def __enter__(self) -> "ExclusiveLock":
         self.acquire()
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class GradebookLock(ExclusiveLock):
+    """``with GradebookLock(csv):`` holds the lock of the gradebook ``csv`` (``<csv>.lock``)."""
+
+    def __init__(self, csv_path: Path):
+        super().__init__(lock_path(Path(csv_path)))
+
+
+class FolderLock(ExclusiveLock):
+    """``with FolderLock(results):`` holds the lock of a results folder (``<results>/.batch.lock``)."""
+
+    def __init__(self, folder: Path):
+        super().__init__(folder_lock_path(folder))
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -510,7 +510,9 @@ def test_a_batch_over_broken_zips_grades_the_good_one(tmp_path):
         assert rows[kind]["status"] == BAD_SUBMISSION and reason in rows[kind]["message"], rows[kind]
     assert rows["good"]["status"] == GRADED and rows["good"][EXP] == "0", rows["good"]
     assert _leftovers(work) == [] and list(work.iterdir()) == []   # no work folder of the batch or a grader
-    assert sorted(p.name for p in out.iterdir()) == ["grades-results", "grades.csv"]   # no .tmp, no .lock
+    # no .tmp, no .lock; the settings file stays beside the CSV
+    assert sorted(p.name for p in out.iterdir()) == ["grades-results", "grades.csv", "grades.csv.batch.json"]
+    assert sorted(p.name for p in (out / "grades-results").iterdir() if p.name.startswith(".")) == []
 
 
 def _processes_mentioning(marker: str, exclude: int) -> list[int]:
