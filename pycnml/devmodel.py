@@ -22,6 +22,15 @@ PCIe transfer = latency + bytes / bandwidth, with the assumed figures below.
 Published figures used (see PYCNML.md): MLU100 128 TOPS int8, 64 TFLOPS fp16,
 102.4 GB/s DDR4; MLU270 128 TOPS int8; 16 cores. Everything else is an
 assumption and is marked ``assumed`` in ``DeviceSpec.assumed``.
+
+The model serves both DLP APIs. A net gives ``executed_layers()``, its
+``modelled_device()``, ``api_name`` and ``_host_seconds``; ``core_num`` when the API has one
+(pycnml; pycnnl uses the whole device). A layer gives ``name``, ``layer_type``,
+``in_shape``/``out_shape``, ``macs()``, ``param_bytes()``, ``param_count()``,
+``compute_kind`` ("int8", "fp16" or "fp32": which peak it runs at) and the
+bytes per element it reads and writes (``in_elem_bytes``, ``out_elem_bytes``).
+Convolution and mlp layers count 2 ops per multiply-add, the others 1 op per
+element touched.
 """
 from __future__ import annotations
 
@@ -46,6 +55,7 @@ class DeviceSpec:
     pcie_bytes_per_s: float = 12e9       # assumed: PCIe 3.0 x16 (15.75 GB/s raw), ~12 GB/s effective
     pcie_latency_seconds: float = 10e-6  # assumed: fixed cost of one host<->device copy
     assumed: Tuple[str, ...] = field(default_factory=tuple)
+    fp32_ops_per_s: float = 0.0           # 0: the card's fp32 peak is not modelled
 
 
 _COMMON_ASSUMPTIONS = (
@@ -78,35 +88,56 @@ def device_for(core_version: int) -> DeviceSpec:
         assumed=MLU270.assumed + (f"no published figures for {label} in the kit",))
 
 
+# MLU370 (CNNL, the newer edition's pycnnl). Published (one source, a launch report) for the dual-chip MLU370-X8:
+# FP32 32 TFLOPS, FP16 96 TFLOPS, INT8 256 TOPS, LPDDR5 614.4 GB/s, PCIe 4.0 x16. One
+# process drives one chip, modelled as half of those figures.
+MLU370 = DeviceSpec(
+    name="MLU370 (one chip of an MLU370-X8)", int8_ops_per_s=128e12, fp16_ops_per_s=48e12,
+    dram_bytes_per_s=307.2e9, cores=1, pcie_bytes_per_s=24e9, fp32_ops_per_s=16e12,
+    assumed=("the course's card is not known: one MLU370 chip is modelled",
+             "one chip = half the MLU370-X8 figures (FP32 16 TFLOPS, 307.2 GB/s)",
+             "launch_seconds=30us per operation",
+             "PCIe 4.0 x16 24 GB/s effective, 10us per copy",
+             "every layer reaches its roofline peak (a lower bound on real time)"))
+
+
 def _type_name(layer) -> str:
     return C.LAYER_TYPE_NAMES[layer.layer_type]
 
 
-def _layer_bytes(layer, idx: int, count: int) -> Tuple[int, int, int]:
+def _layer_bytes(layer) -> Tuple[int, int, int]:
     """(device bytes moved, bytes of its input, bytes of its output) at device storage widths."""
-    n_in = int(np.prod(layer.in_shape))
-    n_out = int(np.prod(layer.out_shape))
-    in_w = 4 if idx == 0 else 2          # cast_in reads fp32 from the host side
-    out_w = 4 if idx == count - 1 and layer.layer_type == C.CAST else 2
-    in_b, out_b = n_in * in_w, n_out * out_w
+    in_b = int(np.prod(layer.in_shape)) * layer.in_elem_bytes
+    out_b = int(np.prod(layer.out_shape)) * layer.out_elem_bytes
     return in_b + out_b + layer.param_bytes(), in_b, out_b
+
+
+def _peak(dev: DeviceSpec, kind: str) -> float:
+    peak = {"int8": dev.int8_ops_per_s, "fp16": dev.fp16_ops_per_s,
+            "fp32": dev.fp32_ops_per_s}[kind]
+    if peak <= 0:
+        raise ValueError(f"the device model {dev.name} has no {kind} peak")
+    return peak
+
+
+def _core_fraction(net, dev: DeviceSpec) -> float:
+    core_num = getattr(net, "core_num", None)   # None: the API always uses the whole device
+    return 1.0 if core_num is None else min(core_num, dev.cores) / dev.cores
 
 
 def layer_profile(net, device: Optional[DeviceSpec] = None) -> List[Dict]:
     """One dict per layer (cast layers included) with name, type, MACs, bytes, host_seconds
     (from the last forward, None before) and the modelled times in seconds."""
-    dev = device or device_for(net.core_version)
-    fraction = min(net.core_num, dev.cores) / dev.cores
+    dev = device or net.modelled_device()
+    fraction = _core_fraction(net, dev)
     layers = net.executed_layers()
     host = list(net._host_seconds) if len(net._host_seconds) == len(layers) else None
     rows = []
     for idx, layer in enumerate(layers):
-        total_b, in_b, out_b = _layer_bytes(layer, idx, len(layers))
+        total_b, in_b, out_b = _layer_bytes(layer)
         macs = layer.macs()
-        if layer.quantized:
-            compute = 2.0 * macs / (dev.int8_ops_per_s * fraction)
-        else:
-            compute = float(macs) / (dev.fp16_ops_per_s * fraction)
+        ops = 2.0 * macs if layer.layer_type in (C.CONVOLUTION, C.MLP) else float(macs)
+        compute = ops / (_peak(dev, layer.compute_kind) * fraction)
         memory = total_b / dev.dram_bytes_per_s
         device_s = max(compute, memory)
         rows.append({
@@ -137,7 +168,7 @@ def modelled_totals(net, device: Optional[DeviceSpec] = None) -> Dict:
     Returns a dict with ``whole_net_seconds``, ``per_layer_round_trip_seconds``,
     their ratio, the PCIe bytes and launches of each, and the model's assumptions.
     """
-    dev = device or device_for(net.core_version)
+    dev = device or net.modelled_device()
     rows = layer_profile(net, dev)
     if not rows:
         raise ValueError("modelled_totals: the net has no layers yet")
@@ -148,7 +179,7 @@ def modelled_totals(net, device: Optional[DeviceSpec] = None) -> Dict:
                     for r in rows)
     return {
         "device": dev.name,
-        "core_num": net.core_num,
+        "core_num": getattr(net, "core_num", None),
         "modelled_device_seconds": device_sum,
         "whole_net_seconds": whole,
         "per_layer_round_trip_seconds": per_layer,
@@ -165,11 +196,13 @@ def modelled_totals(net, device: Optional[DeviceSpec] = None) -> Dict:
 
 def format_profile(net, device: Optional[DeviceSpec] = None) -> str:
     """A table of the profile and the modelled totals, every modelled figure labelled."""
-    dev = device or device_for(net.core_version)
+    dev = device or net.modelled_device()
     rows = layer_profile(net, dev)
     tot = modelled_totals(net, dev)
-    lines = [f"pycnml emulator profile -- modelled DLP times for {dev.name}, "
-             f"core_num {net.core_num} (a model, not a measurement)",
+    cores = (f"core_num {net.core_num}" if getattr(net, "core_num", None) is not None
+             else "the whole device")
+    lines = [f"{net.api_name} emulator profile -- modelled DLP times for {dev.name}, "
+             f"{cores} (a model, not a measurement)",
              f"{'layer':<12}{'type':<13}{'MMACs':>10}{'MB moved':>10}{'host ms':>10}"
              f"{'modelled us':>13}  bound"]
     for r in rows:

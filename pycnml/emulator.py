@@ -45,6 +45,9 @@ def _fmt(shape: Sequence[int]) -> str:
 class _Layer:
     layer_type = C.CAST
     quantized = False
+    # Device storage of activations: fp16 (2 bytes) between layers (devmodel reads these).
+    in_elem_bytes = 2
+    out_elem_bytes = 2
 
     def __init__(self, name: str, in_shape: Shape, out_shape: Shape):
         self.name = name
@@ -63,16 +66,25 @@ class _Layer:
         """Number of weights plus biases."""
         return 0
 
+    @property
+    def compute_kind(self) -> str:
+        """The peak the device model runs this layer at: int8 for conv/mlp, fp16 otherwise."""
+        return "int8" if self.quantized else "fp16"
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
 class _CastIn(_Layer):
+    in_elem_bytes = 4        # reads fp32 from the host side
+
     def forward(self, x):
         return K.to_fp16(x)
 
 
 class _CastOut(_Layer):
+    out_elem_bytes = 4       # writes fp32 for the host
+
     def forward(self, x):
         # fp16 -> fp32 is exact; the values are already fp16-representable.
         return np.array(x, dtype=np.float32)
@@ -247,6 +259,8 @@ class CnmlNet:
     ``loadParams`` for every conv/mlp -> ``setInputData`` -> ``forward`` ->
     ``getOutputData``. Data are flat NCHW sequences of floats.
     """
+
+    api_name = "pycnml"      # named in the device model's printout
 
     def __init__(self, core_num: int = 1, core_version: int = C.CNML_MLU270):
         core_num = _positive_int(core_num, "core_num", "CnmlNet")
@@ -492,3 +506,8 @@ class CnmlNet:
         """
         from . import devmodel
         return devmodel.layer_profile(self, device)
+
+    def modelled_device(self):
+        """The ``devmodel.DeviceSpec`` the profile uses by default (from ``core_version``)."""
+        from . import devmodel
+        return devmodel.device_for(self.core_version)

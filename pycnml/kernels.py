@@ -11,6 +11,11 @@ so one product is at most 2**14. A float32 GEMM over a block of at most
 <= 2**24, which float32 represents exactly whatever order (or FMA) the BLAS
 uses. Blocks are summed in float64 (<= 25 blocks for VGG19's fc6, far below
 2**53). This is as fast as a plain float32 GEMM and bit-exact.
+
+The module is the emulator core both DLP APIs share: ``pycnml`` (int8/fp16,
+NCHW on the host side) uses the quantized kernels, ``pycnnl`` (float32, NHWC
+device tensors) the float ones (``conv_float_nhwc``, ``batch_matmul_bias``,
+``softmax_f32``); ``relu``, ``maxpool`` and the shape formulas serve both.
 """
 from __future__ import annotations
 
@@ -124,15 +129,25 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, np.float32(0))
 
 
-def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
-    """Unpadded max pooling. x: (N, C, H, W) -> (N, C, Ho, Wo); exact in fp16."""
-    n, c, h, w = x.shape
+def maxpool(x: np.ndarray, k: int, stride: int, layout: str = "NCHW") -> np.ndarray:
+    """Unpadded max pooling; exact in any float type.
+
+    layout "NCHW": x (N, C, H, W) -> (N, C, Ho, Wo); "NHWC": x (N, H, W, C) -> (N, Ho, Wo, C).
+    """
+    if layout == "NCHW":
+        h, w = x.shape[2], x.shape[3]
+    elif layout == "NHWC":
+        h, w = x.shape[1], x.shape[2]
+    else:
+        raise ValueError(f"maxpool: layout must be 'NCHW' or 'NHWC', got {layout!r}")
     ho, wo = pool_out_hw(h, w, k, stride)
     # Elementwise maxima of k*k strided views beat a reduction over window axes.
     out = None
     for i in range(k):
         for j in range(k):
-            win = x[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+            rows = slice(i, i + stride * (ho - 1) + 1, stride)
+            cols = slice(j, j + stride * (wo - 1) + 1, stride)
+            win = x[:, :, rows, cols] if layout == "NCHW" else x[:, rows, cols, :]
             out = win.copy() if out is None else np.maximum(out, win, out=out)
     return out
 
@@ -143,9 +158,61 @@ def flatten_hwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(n, -1, 1, 1)
 
 
-def softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """Softmax along ``axis``, computed in float32 and rounded once to fp16."""
+def softmax_f32(x: np.ndarray, axis: int) -> np.ndarray:
+    """Softmax along ``axis`` in the input's precision (float32 for float32 x), max subtracted first."""
     m = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - m)
     e /= np.sum(e, axis=axis, keepdims=True)
-    return to_fp16(e)
+    return e
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """Softmax along ``axis``, computed in float32 and rounded once to fp16."""
+    return to_fp16(softmax_f32(x, axis))
+
+
+# ---- float32 kernels (pycnnl: CNNL runs every layer in float32 on NHWC tensors) ----------
+
+def im2col_nhwc(x: np.ndarray, k: int, stride: int, pad: int) -> np.ndarray:
+    """x: (N, H, W, C) -> rows (N*Ho*Wo, k*k*C), columns ordered (kh, kw, c).
+
+    The column order matches a filter stored as [Cout, kh, kw, Cin] reshaped to
+    (Cout, kh*kw*Cin), and the rows come out in NHWC order, so neither the
+    weights nor the output need a transpose.
+    """
+    n, h, w, c = x.shape
+    if pad:
+        xp = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=x.dtype)
+        xp[:, pad:pad + h, pad:pad + w, :] = x
+    else:
+        xp = np.ascontiguousarray(x)
+    ho, wo = conv_out_hw(h, w, k, stride, pad)
+    sn, sh, sw, sc = xp.strides
+    windows = as_strided(
+        xp, shape=(n, ho, wo, k, k, c),
+        strides=(sn, sh * stride, sw * stride, sh, sw, sc), writeable=False)
+    return windows.reshape(n * ho * wo, k * k * c)
+
+
+def conv_float_nhwc(x: np.ndarray, w2d: np.ndarray, bias: np.ndarray, k: int, stride: int,
+                    pad: int) -> np.ndarray:
+    """Float convolution on NHWC tensors, in x's precision.
+
+    x: (N, H, W, Cin); w2d: (Cout, k*k*Cin), a [Cout, kh, kw, Cin] filter reshaped;
+    bias: (Cout,). Returns (N, Ho, Wo, Cout).
+    """
+    n, h, w, _ = x.shape
+    ho, wo = conv_out_hw(h, w, k, stride, pad)
+    rows = im2col_nhwc(x, k, stride, pad)            # (N*Ho*Wo, k*k*Cin)
+    y = rows @ w2d.T                                  # BLAS reads w2d transposed, no copy
+    del rows
+    y += bias
+    return y.reshape(n, ho, wo, w2d.shape[0])
+
+
+def batch_matmul_bias(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x @ w + bias with no transposes; the leading axes are batch axes (broadcast), the
+    last two the matrix; bias is added along the last axis. Computed in the inputs' precision."""
+    y = np.matmul(x, w)
+    y += bias
+    return y

@@ -37,7 +37,7 @@ def module_name(path: Path) -> str:
 
 def kit_modules() -> dict[str, Path]:
     found = {}
-    for top in ("grader", "pycnml"):
+    for top in ("grader", "pycnml", "pycnnl"):
         for path in sorted((REPO_ROOT / top).rglob("*.py")):
             if "reference" in path.relative_to(REPO_ROOT).parts:
                 continue   # student-shaped solution files, loaded by path, not imported
