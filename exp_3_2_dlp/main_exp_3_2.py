@@ -1,8 +1,14 @@
-"""Experiment 3.2 runner: VGG19 on the DLP through pycnml (book section 3.2.4.5-3.2.4.6).
+"""Experiment 3.2 runner: VGG19 on the DLP through pycnml or pycnnl (book section 3.2.4.5-3.2.4.6).
 
     cd exp_3_2_dlp && python main_exp_3_2.py          (the book's way; or from the kit's folder:
     python exp_3_2_dlp/main_exp_3_2.py [--submission DIR] [--file-list exp_3_2_dlp/file_list]
-                                       [--weights PATH] [--no-compare] [--profile])
+                                       [--weights PATH] [--no-compare] [--profile]
+                                       [--track auto|pycnml|pycnnl])
+
+The track is the edition your vgg19_demo.py is written for: ``auto`` (the default) takes
+the course's (``course.toml``) unless the file imports only the other edition's module, as
+the grader does. The book's edition (pycnml) builds with quant parameters; the newer one
+(pycnnl) is float32 and its build_model takes the weights' path only.
 
 The book's flow with your vgg19_demo.py: VGG19(), build_model, load_model, then for each
 line ``path label`` of the file list (paths relative to the kit's root) load_image and
@@ -15,11 +21,12 @@ missing 3.1 only skips the comparison.
 
 The submission defaults to the kit's ``stu_upload/`` whatever the current folder; a
 relative ``--submission`` or ``--file-list`` is taken from the current folder.
-Exit status: 0 the run finished, 1 a TODO is unfinished or pycnml refused a call, 2 bad arguments.
+Exit status: 0 the run finished, 1 a TODO is unfinished or pycnml/pycnnl refused a call, 2 bad arguments.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -29,6 +36,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from grader.kit import compat, course  # noqa: E402
 from grader.kit.images import load_image  # noqa: E402
 from grader.kit.netloop import eta_line, layer_names, layer_work, run_layers  # noqa: E402
 from grader.kit.paths import SYNSET_WORDS  # noqa: E402
@@ -99,7 +107,7 @@ def _device_figures(net) -> dict:
     """Emulated host time and modelled device times of the last forward (emulator only)."""
     if not hasattr(net, "getProfile"):
         return {}
-    import pycnml
+    import pycnml   # the device model both emulators share
     rows = net.getProfile()
     totals = pycnml.modelled_totals(net)
     return {"profile": rows, "totals": totals,
@@ -157,7 +165,10 @@ def _cpu_unavailable(where: str, exc: Exception) -> str:
     return f"comparison skipped: the CPU side is experiment 3.1 of the same submission, and {exc}"
 
 
-def print_comparison(results, weights: WeightsInfo, submission: Path | None = None) -> None:
+DLP_NUMERICS = {"pycnml": "pycnml: int8 conv/mlp, fp16 elsewhere", "pycnnl": "pycnnl: float32 everywhere"}
+
+
+def print_comparison(results, weights: WeightsInfo, submission: Path | None = None, track: str = "pycnml") -> None:
     """Experiment 3.1's VGG19 on the CPU against the DLP run, per image, then per layer type.
 
     The CPU side comes from the same submission folder. When its 3.1 is missing or
@@ -165,7 +176,7 @@ def print_comparison(results, weights: WeightsInfo, submission: Path | None = No
     """
     submission = resolve_submission(submission)
     where = str(submission / "exp_3_1_vgg")
-    print("\n=== CPU (VGG19 of experiment 3.1, float32 input) vs DLP (pycnml: int8 conv/mlp, fp16 elsewhere) ===")
+    print(f"\n=== CPU (VGG19 of experiment 3.1, float32 input) vs DLP ({DLP_NUMERICS[track]}) ===")
     print(f"building the CPU side from {where}/vgg_cpu.py ...", flush=True)
     try:
         ref = CpuVGG19(submission, weights)
@@ -200,8 +211,9 @@ def print_comparison(results, weights: WeightsInfo, submission: Path | None = No
         print(f"{row['image'].name[:17]:<18}{cpu_s:10.3f}{host}{model}{np.max(np.abs(p - q)):10.4f}"
               f"{np.sum(np.abs(p - q)):8.4f}{kl_divergence(p, q):9.4f}{a:9d}{b:9d}  {'yes' if a == b else 'NO'}")
     print("  CPU fwd s / DLP host s: measured on this machine (the DLP host time is the emulator's own CPU time,")
-    print("  not a device figure). DLP model ms: MODELLED whole-net device time from pycnml's roofline model.")
-    print("  max|dp|, L1, KL(CPU || DLP): how far int8/fp16 arithmetic moves the softmax from float32.")
+    print("  not a device figure). DLP model ms: MODELLED whole-net device time from the kit's roofline model.")
+    print("  max|dp|, L1, KL(CPU || DLP): how far the DLP's arithmetic moves the softmax from float32"
+          + (" (float32 on both sides here: only the order of additions differs)." if track == "pycnnl" else "."))
     last = results[-1]
     if "profile" not in last:
         return
@@ -232,7 +244,7 @@ def print_comparison(results, weights: WeightsInfo, submission: Path | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Experiment 3.2: VGG19 on the DLP through pycnml")
+    parser = argparse.ArgumentParser(description="Experiment 3.2: VGG19 on the DLP through pycnml or pycnnl")
     parser.add_argument("--submission", default=None,
                         help="folder shaped like stu_upload/, relative to the current folder "
                              "(default: the kit's stu_upload/)")
@@ -240,27 +252,43 @@ def main(argv: list[str] | None = None) -> int:
                         help="lines 'image_path label', paths relative to the kit's root (default: %(default)s)")
     parser.add_argument("--weights", default=None, help="a MatConvNet VGG19 .mat (default: resolved as env.sh says)")
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison with the CPU VGG19 of experiment 3.1")
-    parser.add_argument("--profile", action="store_true", help="print pycnml's per-layer profile of the last image")
+    parser.add_argument("--profile", action="store_true", help="print the emulator's per-layer profile of the last image")
+    parser.add_argument("--track", choices=("auto",) + course.TRACKS, default="auto",
+                        help="the edition vgg19_demo.py is written for (default auto: the course's, unless the file "
+                             "imports only the other edition's module)")
     args = parser.parse_args(argv)
 
     try:
         submission = resolve_submission(args.submission)
         entries = read_file_list(Path(args.file_list))
         weights = weights_for(args.weights)
-        quant_path = resolve_quant_params(weights)
+        if args.track == "auto":
+            choice = course.choose_track(submission)
+        else:
+            choice = course.TrackChoice(args.track, course.course_track())
+        quant_path = resolve_quant_params(weights) if choice.track == "pycnml" else None
         labels = SYNSET_WORDS.read_text(encoding="utf-8").splitlines(keepends=True)
     except (SubmissionError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(weights.banner())
     print(f"Submission: {submission / EXPERIMENT}")
-    print(f"quant parameters: {quant_path}")
-    import pycnml
-    print(pycnml.backend_info())
+    print(f"track: {choice.track}, {course.EDITIONS[choice.track]}" + (f"\nnote: {choice.note}" if choice.note else ""))
+    if quant_path is not None:
+        print(f"quant parameters: {quant_path}")
+    api = importlib.import_module(choice.track)
+    print(api.backend_info())
+    shims = compat.install(compat.needed(course.read_source(submission / EXPERIMENT / course.DEMO_FILE) or ""))
+    if shims:
+        print(f"note: {compat.describe(shims)}")
+    refused = tuple(getattr(api, name) for name in ("CnmlError", "CnnlError") if hasattr(api, name))
     try:
         demo = load_module(submission, EXPERIMENT, "vgg19_demo")
         vgg = demo.VGG19()
-        vgg.build_model(param_path=str(weights.path), quant_param_path=str(quant_path))
+        if quant_path is not None:
+            vgg.build_model(param_path=str(weights.path), quant_param_path=str(quant_path))
+        else:
+            vgg.build_model(param_path=str(weights.path))
         vgg.load_model()
         results = run_dlp(vgg, entries, labels)
     except SubmissionError as exc:
@@ -270,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nNot finished yet: {exc or 'a TODO raises NotImplementedError'}.\n"
               f"Complete the TODOs in {submission / EXPERIMENT}/vgg19_demo.py and run again.", file=sys.stderr)
         return 1
-    except pycnml.CnmlError as exc:
-        print(f"\npycnml refused a call from your vgg19_demo.py: {exc}", file=sys.stderr)
+    except refused as exc:
+        print(f"\n{choice.track} refused a call from your vgg19_demo.py: {exc}", file=sys.stderr)
         return 1
     if weights.kind != "real":
         print("\n" + "!" * 78)
@@ -279,11 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         print("!! ImageNet labels and are MEANINGLESS. Only the real VGG19 weights classify images;")
         print("!! the grader compares your softmax with the reference emulator's instead.")
         print("!" * 78)
-    if args.profile and hasattr(vgg.net, "getProfile"):
+    if args.profile and hasattr(vgg.net, "getProfile") and hasattr(api, "format_profile"):
         print()
-        print(pycnml.format_profile(vgg.net))
+        print(api.format_profile(vgg.net))
     if not args.no_compare:
-        print_comparison(results, weights, submission)
+        print_comparison(results, weights, submission, choice.track)
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from grader.kit.goldens import golden_path
-from grader.kit.paths import DEFAULT_CAT, REFERENCE_DIR, parse_experiments
+from grader.kit.paths import DEFAULT_CAT, parse_experiments
 
 
 def save(path: Path, cases: list, outputs: dict[str, dict[str, np.ndarray]]) -> None:
@@ -34,6 +34,7 @@ def build(experiment: str, resources: dict, weights_sha: str, out=print) -> list
     """Run the reference on the visible cases and write both golden files."""
     from grader.experiments import spec_of
     from grader.groups import run_group
+    from grader.session import reference_root
     spec = spec_of(experiment)
     cases = [c for c in spec.visible_cases() if c.needs_golden]
     written = []
@@ -42,9 +43,12 @@ def build(experiment: str, resources: dict, weights_sha: str, out=print) -> list
         if not subset:
             continue
         outputs = {}
-        for group in sorted({c.group for c in subset}):
-            in_group = [c for c in subset if c.group == group]
-            run = run_group(REFERENCE_DIR, experiment, spec.GROUPS[group], in_group, resources, trusted=True)
+        # One run per group and reference folder (3.2 has a reference per track).
+        runs: dict[tuple[str, str], list] = {}
+        for case in subset:
+            runs.setdefault((case.group, str(reference_root(experiment, [case]))), []).append(case)
+        for (group, root), in_group in sorted(runs.items()):
+            run = run_group(Path(root), experiment, spec.GROUPS[group], in_group, resources, trusted=True)
             for case in in_group:
                 outcome = run.outcome(case.name)
                 if outcome.status != "ok":

@@ -1,7 +1,7 @@
 """The student handout (``python -m grader release OUT_DIR``).
 
 What a course gives to students: the lab handouts and runners, pristine skeletons, the
-grader with its visible checks only, the pycnml shim and the data the labs read. What it
+grader with its visible checks only, the pycnml and pycnnl shims and the data the labs read. What it
 must never contain: ``grader/reference/``, anything computed from hidden cases, and any
 solution line. After copying, every file of the release is scanned for every solution
 line of every reference file; one hit fails the build and the folder is removed.
@@ -20,7 +20,10 @@ from grader.kit.paths import EXPERIMENTS, HANDOUT_MARKER, REFERENCE_DIR, REPO_RO
 # Shorter lines (`else:`, `return x`, `import os`) are not evidence of a leak.
 MIN_LEAK_CHARS = 13
 SCAN_MAX_BYTES = 8 * 2**20
-TOP_FILES = ("env.sh", "pyproject.toml", ".gitignore", "LICENSE")
+# course.toml: the course's choices (3.2's track), which the handout's grader and runners read too.
+TOP_FILES = ("env.sh", "pyproject.toml", "course.toml", ".gitignore", "LICENSE")
+# The DLP APIs the labs import: the book's pycnml and the newer edition's pycnnl.
+API_PACKAGES = ("pycnml", "pycnnl")
 # Data a student needs; data/generated is rebuilt by env.sh and real weights are never shipped.
 DATA_SKIP = {"generated", "vgg19_data"}
 # The rooms of grader/ that never ship: the reference solutions, the kit's own working
@@ -139,10 +142,23 @@ def _copy_tree(src: Path, dest: Path, skip_top: set[str] = frozenset(), max_file
         shutil.copy2(path, target)
 
 
+def _fix_course_track(path: Path) -> None:
+    """The handout's ``course.toml`` names the track its skeletons were built for, even when
+    ``$AICS_EXP_3_2_TRACK`` chose it: the handout's grader and runner read that file."""
+    from grader.kit.course import TRACKED_EXPERIMENT, course_track
+    track = course_track()
+    text = path.read_text(encoding="utf-8") if path.is_file() else f"[{TRACKED_EXPERIMENT}]\ntrack = \"{track}\"\n"
+    text, count = re.subn(r'^(\s*track\s*=\s*)"[^"]*"', lambda m: f'{m.group(1)}"{track}"', text, count=1, flags=re.M)
+    if not count:
+        text += f'\n[{TRACKED_EXPERIMENT}]\ntrack = "{track}"\n'
+    path.write_text(text, encoding="utf-8")
+
+
 def student_readme() -> str:
+    from grader.kit.course import course_track
     rows = []
     runners = {"exp_3_1_vgg": ("3.1 VGG19 on the CPU", "main_exp_3_1.py"),
-               "exp_3_2_dlp": ("3.2 VGG19 on the DLP (pycnml)", "main_exp_3_2.py"),
+               "exp_3_2_dlp": (f"3.2 VGG19 on the DLP ({course_track()})", "main_exp_3_2.py"),
                "exp_3_3_style_transfer": ("3.3 style transfer", "main_exp_3_3.py")}
     for exp in EXPERIMENTS:
         if not (REPO_ROOT / exp).is_dir():
@@ -154,7 +170,7 @@ def student_readme() -> str:
     return f"""# AICS chapter 3 labs (student handout)
 
 Labs for chapter 3 of 《智能计算系统》 (AI Computing Systems): VGG19 classification on the
-CPU (3.1), VGG19 on a deep-learning processor through `pycnml` (3.2), and non-real-time
+CPU (3.1), VGG19 on a deep-learning processor through `{course_track()}` (3.2), and non-real-time
 style transfer (3.3).
 
 ## Quick start
@@ -225,6 +241,7 @@ def build_student_release(out_dir: Path, *, out=print) -> list[str]:
         for name in TOP_FILES:
             if (REPO_ROOT / name).is_file():
                 shutil.copy2(REPO_ROOT / name, out_dir / name)
+        _fix_course_track(out_dir / "course.toml")
         for exp in EXPERIMENTS:
             if (REPO_ROOT / exp).is_dir():
                 _copy_tree(REPO_ROOT / exp, out_dir / exp)
@@ -235,8 +252,9 @@ def build_student_release(out_dir: Path, *, out=print) -> list[str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         _copy_tree(REPO_ROOT / "grader", out_dir / "grader", skip_top=GRADER_SKIP)
-        if (REPO_ROOT / "pycnml").is_dir():
-            _copy_tree(REPO_ROOT / "pycnml", out_dir / "pycnml")
+        for package in API_PACKAGES:
+            if (REPO_ROOT / package).is_dir():
+                _copy_tree(REPO_ROOT / package, out_dir / package)
         _copy_tree(REPO_ROOT / "data", out_dir / "data", skip_top=DATA_SKIP, max_file=MAX_DATA_FILE, notes=notes)
         _rewrite_markdown(out_dir)
         _check_release(out_dir)

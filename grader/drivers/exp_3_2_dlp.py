@@ -9,23 +9,20 @@ methods (``getLayerType``, ``getLayerOutputShape``, ``getLayerOutput``).
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from grader.drivers import BaseContext, Tail, error_fact, fingerprint, image_file, sample_indices
+from grader.drivers import BaseContext, Tail, error_fact, exp_3_2_pycnnl, fingerprint, image_file, sample_indices
+from grader.drivers.top5 import printed_top1_ids, read_printed  # noqa: F401 - printed_top1_ids: tests
+from grader.kit import compat
 from grader.kit.paths import SYNSET_WORDS
 
 MAX_NAME = 64          # layer names are the student's strings; keep the JSON facts small
 CORNER = 16            # conv1_1's top-left corner: where padding mistakes show
 SAMPLE = 4096
 CAT_LABEL = 281        # the book's label of the cat (3.2.5); any label works for the fresh image
-# What the book's get_top5 prints (3.2.4.4): a "Top 5 of <image>" line, then "0.931641 - n02123045 tabby"
-# lines, best first; evaluate ends with "accuracy1: 1.000000 (1/1)".
-TOP_LINE = re.compile(r"^\s*[-+0-9.eE]+\s+-\s+(.+?)\s*$")
-ACCURACY_LINE = re.compile(r"accuracy1:\s*[-+0-9.eE]+\s*\((\d+)/(\d+)\)")
 
 
 @dataclass
@@ -42,6 +39,9 @@ def _net(vgg):
 
 
 def _build(ctx):
+    # The book's scipy.misc / np.float, when the submission's source uses them (grader.kit.compat).
+    compat.install(ctx.resources.get("compat", []))
+    ctx.watch_weights()
     vgg = ctx.module("vgg19_demo").VGG19()
     vgg.build_model(param_path=ctx.resources["weights"], quant_param_path=ctx.resources["quant_params"])
     return vgg
@@ -85,18 +85,6 @@ def _outputs(vgg) -> dict:
     return out
 
 
-def printed_top1_ids(text: str, synset_lines: list[str]) -> list[int]:
-    """Class ids whose synset line is the first name printed after the last "Top 5 of" line."""
-    lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if "Top 5 of" in line]
-    for line in lines[starts[-1] + 1:] if starts else []:
-        match = TOP_LINE.match(line)
-        if match:
-            name = match.group(1)
-            return [i for i, words in enumerate(synset_lines) if words.strip() == name]
-    return []
-
-
 def run_evaluate(vgg, image: str, label: int, out: dict, facts: dict) -> None:
     """The student's ``evaluate(file_list, synset_path=...)`` on a one-line file list.
 
@@ -114,13 +102,7 @@ def run_evaluate(vgg, image: str, label: int, out: dict, facts: dict) -> None:
             vgg.evaluate(file_list, synset_path=str(SYNSET_WORDS))
     except Exception as exc:
         facts["evaluate_error"] = error_fact(exc)
-    synset = SYNSET_WORDS.read_text(encoding="utf-8").splitlines()
-    ids = printed_top1_ids(printed.text, synset)
-    if ids:
-        out["evaluate_top1_ids"] = np.array(ids, dtype=np.float64)
-    accuracy = ACCURACY_LINE.findall(printed.text)
-    if accuracy:
-        out["evaluate_accuracy1"] = np.array([int(v) for v in accuracy[-1]], dtype=np.float64)
+    read_printed(printed.text, SYNSET_WORDS.read_text(encoding="utf-8").splitlines(), out)
 
 
 def _classify(ctx, vgg, image: str, label: int) -> dict:
@@ -156,4 +138,5 @@ HANDLERS = {
     "structure": structure,
     "network": network,
     "network_image": network_image,
+    **exp_3_2_pycnnl.HANDLERS,   # the newer edition's track (cnnl_* cases), same folder exp_3_2_dlp/
 }

@@ -23,12 +23,21 @@ Cases:
 * ``hidden_vgg_image`` (hidden, tiers 80 and 100): the same net on a fresh image, a
   random crop of one of the kit's images with noise; its golden comes from the reference
   emulator at grade time.
+
+Two tracks: the cases above are the book's edition (``pycnml``); the newer edition's
+(``pycnnl``, :mod:`grader.experiments.exp_3_2_pycnnl`) share the groups. A session keeps the
+cases of the track its submission is graded on (:func:`select_cases`: the course's track
+from ``course.toml``, or the one the submission plainly targets, with a report note), and
+takes each case's goldens from that track's reference (:func:`reference_root`).
 """
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from grader.experiments import Case, Check, CheckContext, GroupSpec, describe_failure_kind, random_image
+from grader.experiments import dlp_top
+from grader.experiments import Case, Check, CheckContext, GroupSpec, random_image
+from grader.experiments import exp_3_2_pycnnl as cnnl
+from grader.kit import compat, course
 from grader.kit.compare import CheckFailure, Tolerance, assert_close, first_divergent_layer
 from grader.kit.vgg_layout import output_shapes
 
@@ -44,17 +53,50 @@ GROUPS = {
 
 
 def extra_resources(session) -> dict:
-    """The quant-parameter file matching the session's weights.
+    """The quant-parameter file matching the session's weights, and the shims the submission needs.
 
-    The instructor's kit calibrates it on first use (``grader.refnet``); the student handout
-    ships no ``grader.refnet`` and reads the files it ships (``data/quant``, ``data/course``).
+    The instructor's kit calibrates the quant parameters on first use (``grader.refnet``);
+    the student handout ships no ``grader.refnet`` and reads the files it ships
+    (``data/quant``, ``data/course``). ``compat`` names what of old SciPy/NumPy the
+    submission's source uses (:mod:`grader.kit.compat`; the child installs it).
     """
     from grader.kit.paths import is_student_handout
+    shims = {"compat": submission_shims(session)}
     if is_student_handout():
         from grader.kit.quantparams import resolve_quant_params
-        return {"quant_params": str(resolve_quant_params(session.weights))}
+        return {"quant_params": str(resolve_quant_params(session.weights)), **shims}
     from grader.refnet.calibrate import ensure_quant_params
-    return {"quant_params": str(ensure_quant_params(session.weights))}
+    return {"quant_params": str(ensure_quant_params(session.weights)), **shims}
+
+
+def _source(session) -> str:
+    text = course.read_source(Path(session.submission) / EXPERIMENT / course.DEMO_FILE)
+    return text or ""
+
+
+def submission_shims(session) -> list[str]:
+    """What of old SciPy/NumPy the submission's vgg19_demo.py uses (``[]`` for the kit's own files)."""
+    return compat.needed(_source(session))
+
+
+def track_of(case: Case) -> str:
+    """The track a case belongs to: the pycnnl track's cases run its driver's ``cnnl_*`` handlers."""
+    return cnnl.TRACK if case.kind.startswith("cnnl_") else course.DEFAULT_TRACK
+
+
+def reference_root(case: Case) -> Path:
+    """The reference folder (shaped like stu_upload/) whose run gives ``case``'s golden."""
+    return course.reference_root(track_of(case))
+
+
+def select_cases(session, cases: list[Case]) -> list[Case]:
+    """The cases of the track ``session``'s submission is graded on; says in the notes why, when it matters."""
+    choice = course.choose_track(Path(session.submission))
+    notes = session.notes.setdefault(EXPERIMENT, [])
+    for note in (choice.note, compat.describe(submission_shims(session))):
+        if note and note not in notes:
+            notes.append(note)
+    return [c for c in cases if track_of(c) == choice.track]
 
 
 def structure_case() -> Case:
@@ -69,7 +111,8 @@ def network_case() -> Case:
 
 
 def visible_cases() -> list[Case]:
-    return [structure_case(), network_case()]
+    """Both tracks' visible cases (the goldens hold both); a session keeps one track's (:func:`select_cases`)."""
+    return [structure_case(), network_case()] + cnnl.visible_cases()
 
 
 def hidden_cases(seed: int) -> list[Case]:
@@ -77,7 +120,8 @@ def hidden_cases(seed: int) -> list[Case]:
     return [Case("hidden_vgg_image", "network_image", "network",
                  f"VGG19 on a fresh {image.shape[1]}x{image.shape[0]} image",
                  {}, {"image": image}, hidden=True, weights_dependent=True,
-                 hint=f"a {image.shape[1]}x{image.shape[0]} crop of a kit image with noise, resized to 224x224")]
+                 hint=f"a {image.shape[1]}x{image.shape[0]} crop of a kit image with noise, resized to 224x224")
+            ] + cnnl.hidden_cases(seed)
 
 
 # ----- checks -------------------------------------------------------------------------
@@ -193,64 +237,12 @@ def conv1_1(ctx: CheckContext) -> str:
     return first
 
 
-def _top1(prob, want) -> tuple[int, int]:
-    prob = np.asarray(prob, dtype=np.float64).reshape(-1)
-    want = np.asarray(want, dtype=np.float64).reshape(-1)
-    if prob.shape != want.shape:
-        raise CheckFailure(f"getOutputData() gives {prob.size} values, expected {want.size} class probabilities")
-    return int(np.argmax(prob)), int(np.argmax(want))
-
-
-def top1(ctx: CheckContext) -> str:
-    got_id, want_id = _top1(ctx.outputs.get("prob"), ctx.golden["prob"])
-    if got_id != want_id:
-        raise CheckFailure(f"top-1 class id {got_id} but the reference gives {want_id} with these weights")
-    p = float(ctx.outputs["prob"].reshape(-1)[got_id])
-    return f"top-1 class id {got_id} (p = {p:.4f}) matches the reference"
-
-
-def evaluate_failure(ctx: CheckContext) -> str | None:
-    """Why the student's evaluate(file_list, synset_path) did not report the golden's top-1, or None."""
-    error = ctx.extra.get("evaluate_error")
-    if error:
-        return f"VGG19.evaluate(file_list, synset_path) raised {error}"
-    ids = ctx.outputs.get("evaluate_top1_ids")
-    if ids is None:
-        return ("VGG19.evaluate() printed no top-5 list ('------ Top 5 of <image> ------', then "
-                "'<prob> - <class name>' lines, as get_top5 in the book's 3.2.4.4)")
-    want_id = int(np.argmax(np.asarray(ctx.golden["prob"], dtype=np.float64).reshape(-1)))
-    if want_id not in {int(v) for v in np.asarray(ids).reshape(-1)}:
-        return f"the first class get_top5 printed is not the reference's top-1 (class id {want_id})"
-    accuracy = ctx.outputs.get("evaluate_accuracy1")
-    if accuracy is None or int(np.asarray(accuracy).reshape(-1)[1]) != 1:
-        return "VGG19.evaluate() on a one-image file list did not print 'accuracy1: <a> (<hits>/1)'"
-    return None
-
-
-def evaluate(ctx: CheckContext) -> str:
-    """evaluate(file_list, synset_path) on the cat: get_top5's first class is the golden's top-1."""
-    problem = evaluate_failure(ctx)
-    if problem:
-        raise CheckFailure(problem)
-    hits, total = (int(v) for v in np.asarray(ctx.outputs["evaluate_accuracy1"]).reshape(-1)[:2])
-    return f"evaluate() prints the reference's top-1 first and accuracy1 ({hits}/{total})"
-
-
-def hidden_image(ctx: CheckContext) -> str:
-    """A fresh image: pool5, softmax and top-1, told without data."""
-    for key in ("pool5", "prob"):
-        try:
-            assert_close(ctx.outputs.get(key), ctx.golden[key], key, DLP_TOL)
-        except CheckFailure as exc:
-            raise CheckFailure(f"hidden check {ctx.case.name} [{key}]: {describe_failure_kind(exc)}; "
-                               f"the visible checks on the cat image show details") from None
-    got_id, want_id = _top1(ctx.outputs.get("prob"), ctx.golden["prob"])
-    if got_id != want_id:
-        raise CheckFailure(f"hidden check {ctx.case.name}: top-1 class differs from the reference")
-    if evaluate_failure(ctx):
-        raise CheckFailure(f"hidden check {ctx.case.name}: evaluate() does not report the reference's top-1; "
-                           f"the visible check vgg19_evaluate shows details")
-    return f"{ctx.case.label}: pool5, softmax, top-1 and evaluate() match"
+# The class read back and evaluate(): the same for both tracks (grader.experiments.dlp_top).
+top1 = dlp_top.top1
+evaluate = dlp_top.evaluate_check('VGG19.evaluate(file_list, synset_path)',
+                                  "get_top5 in the book's 3.2.4.4")
+hidden_image = dlp_top.hidden_image_check(DLP_TOL, 'VGG19.evaluate(file_list, synset_path)',
+                                          "get_top5 in the book's 3.2.4.4")
 
 
 def checks(cases: list[Case]) -> list[Check]:
@@ -270,4 +262,4 @@ def checks(cases: list[Case]) -> list[Check]:
                  Check("vgg19_top1", 100, "vgg_network", top1),
                  Check("vgg19_evaluate", 100, "vgg_network", evaluate)]
     rows += [Check(c.name, 100, c.name, hidden_image, hidden=True) for c in cases if c.kind == "network_image"]
-    return rows
+    return rows + cnnl.checks(cases)
