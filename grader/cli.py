@@ -6,7 +6,11 @@
     python -m grader release [OUT_DIR]        skeletons / student handout
     python -m grader goldens                  recompute visible goldens (instructor)
     python -m grader weights {status,synthetic,fetch,verify}
-    python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv [--results-dir DIR]
+    python -m grader batch SUBMISSIONS_DIR --jobs N --csv grades.csv [--results-dir DIR] [--shard K/N]
+    python -m grader batch merge OUT.csv SHARD_CSV...
+    python -m grader gradescope OUT.zip [--experiments ...]
+    python -m grader report grades.csv --results-dir DIR --out class_report/
+    python -m grader similarity SUBMISSIONS_DIR --out similarity/
 
 Grading exits 0 whenever grading ran, whatever the score; non-zero only when the
 grader itself failed (2: bad arguments, 3: an experiment could not be graded, 4: a report
@@ -51,6 +55,9 @@ SUBCOMMANDS = {
     "weights": ("grader.authoring.weights_cli", "status | synthetic | fetch | verify the VGG19 weights"),
     "batch": ("grader.batch", "grade a folder of submissions into a CSV gradebook"),
     "calibrate": ("grader.refnet.calibrate", "compute the DLP quant parameters for a weights file"),
+    "gradescope": ("grader.authoring.gradescope_build", "build a Gradescope autograder zip (setup.sh, run_autograder, the kit)"),
+    "report": ("grader.authoring.classreport", "a class report (HTML with figures) from a batch's CSV and results"),
+    "similarity": ("grader.authoring.similarity", "rank pairs of similar submissions with copydetect (evidence to review)"),
 }
 
 

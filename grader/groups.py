@@ -24,7 +24,7 @@ import numpy as np
 from grader import sandbox, timing_server
 from grader.experiments import Case, GroupSpec
 from grader.kit.paths import (GENERATED_DIR, GOLDEN_DIR, IMAGES_DIR, REFERENCE_DIR, REPO_ROOT, SYNSET_WORDS)
-from grader.results import MAX_FILE_BYTES, MAX_GROUP_BYTES, Refused, ResultsFolder
+from grader.results import MAX_FILE_BYTES, MAX_GROUP_BYTES, Refused, ResultsFolder, finite_seconds
 
 # Compiled numba kernels of the kit's own code, written by trusted runs only.
 NUMBA_CACHE = GENERATED_DIR / "numba-cache"
@@ -34,6 +34,9 @@ MAX_SUBMISSION_ENTRIES = 2000           # files and folders per experiment folde
 WORKDIR_BYTES = 1 << 30   # per experiment folder; larger files are skipped
 MAX_RESULT_BYTES = MAX_FILE_BYTES        # one results file the parent reads back
 MAX_GROUP_RESULT_BYTES = MAX_GROUP_BYTES  # all results of one group
+MAX_TIMELINE_BYTES = 64 * 1024         # the child's out/_timeline.json
+MAX_TIMELINE_CASES = 256
+MAX_CASE_NAME = 80
 TIME_SCALE_ENV = "AICS_GRADER_TIME_SCALE"
 HIDE_ENV = "AICS_GRADER_HIDE"
 
@@ -63,8 +66,9 @@ def hide_paths_from_env() -> tuple[Path, ...]:
 
 
 # The kit's code a sandboxed child runs or may import: the probe, the drivers and the
-# kit's runtime (grader.kit), and pycnml. Nothing else of the kit is in its view.
-CHILD_CODE = ("pyproject.toml", "grader/__init__.py", "grader/probe.py", "grader/drivers", "grader/kit", "pycnml")
+# kit's runtime (grader.kit), and the DLP APIs pycnml and pycnnl. Nothing else of the kit is in its view.
+CHILD_CODE = ("pyproject.toml", "grader/__init__.py", "grader/probe.py", "grader/drivers", "grader/kit", "pycnml",
+              "pycnnl")
 # Where the running grader package lives: the kit's tree, or site-packages when installed.
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +115,8 @@ class GroupRun:
     result: sandbox.RunResult | None
     seconds: float
     notes: list = field(default_factory=list)
+    # time.monotonic() marks of the run (see run_group); what the grader's benchmark reads.
+    timeline: dict = field(default_factory=dict)
 
     def outcome(self, name: str) -> CaseOutcome:
         return self.outcomes.get(name) or CaseOutcome("missing", error="case was not run")
@@ -313,22 +319,26 @@ def _collect(out_dir: Path, cases: list[Case], result: sandbox.RunResult | None)
 
 
 def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Case], resources: dict,
-              *, trusted: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None,
-              time_scale: float | None = None) -> GroupRun:
+              *, trusted: bool = False, golden: bool = False, hide_paths: tuple = (), memory_bytes: int | None = None,
+              time_scale: float | None = None, cancel=None) -> GroupRun:
     """Run ``cases`` of one group for ``submission`` in one sandboxed process.
 
     ``trusted`` is for the reference set (goldens at grade time): same process model,
     but no privilege drop and nothing hidden. Its work folder, like every one, is a
     root-only ``mkdtemp`` folder removed before this returns, so no student process
-    can read the reference's outputs.
+    can read the reference's outputs. ``golden`` (trusted runs only) tells the drivers
+    that only the outputs count, not the book's call sequence, so they may take the
+    reference's shortest way to them (see ``grader.drivers.BaseContext.golden``).
 
     ``time_scale`` multiplies the group's limits (default ``$AICS_GRADER_TIME_SCALE``
-    or 1); the reference is never given less than its normal limits.
+    or 1); the reference is never given less than its normal limits. ``cancel`` (a
+    ``threading.Event``) stops the child early when set (see ``sandbox.run_sandboxed``).
     """
     scale = time_scale_from_env() if time_scale is None else time_scale
     if trusted:
         scale = max(scale, 1.0)
     start = time.perf_counter()
+    timeline = {"start": time.monotonic()}
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix=f"{experiment}-{spec.name}-", dir=work_root()))
     stack = contextlib.ExitStack()
@@ -346,16 +356,19 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
         if not copied:
             msg = msg or f"the submission has no {experiment}/ folder (looked in {submission})"
             return GroupRun(experiment, spec.name, {c.name: CaseOutcome("missing", error=msg) for c in cases},
-                            None, time.perf_counter() - start, notes)
+                            None, time.perf_counter() - start, notes, timeline)
+        timeline["copied"] = time.monotonic()
         arrays = {f"{c.name}/{k}": np.asarray(v) for c in cases for k, v in c.inputs.items()}
         np.savez(workdir / "inputs.npz", **arrays)
         task = {"experiment": experiment, "group": spec.name, "resources": resources, "trusted": trusted,
+                "golden": bool(trusted and golden),
                 "cases": [{"name": c.name, "kind": c.kind, "params": c.params} for c in cases]}
         limits = sandbox.Limits(wall_seconds=spec.wall_seconds * scale, cpu_seconds=spec.cpu_seconds * scale)
         if memory_bytes:
             limits.memory_bytes = memory_bytes
         task["limits"] = {"wall_seconds": limits.wall_seconds, "memory_gb": limits.memory_bytes / 2**30}
         (workdir / "task.json").write_text(json.dumps(task))
+        timeline["inputs"] = time.monotonic()
         # The child imports this same grader package, and finds the kit's data through AICS_KIT_ROOT.
         env = {"PYTHONPATH": str(PACKAGE_ROOT), "AICS_KIT_ROOT": str(REPO_ROOT)}
         if trusted:
@@ -371,14 +384,41 @@ def run_group(submission: Path, experiment: str, spec: GroupSpec, cases: list[Ca
             result = sandbox.run_sandboxed([sys.executable, "-m", "grader.probe", str(workdir)], workdir=workdir,
                                            limits=limits, env=env, hide_paths=hide,
                                            readonly_paths=() if trusted else readonly_paths(resources),
-                                           drop_privileges=False if trusted else None)
+                                           drop_privileges=False if trusted else None, cancel=cancel)
         finally:
             timed = timer.stop() if timer is not None else {}
         outcomes = _collect(workdir / "out", cases, result)
         for name, timed_run in timed.items():
             if name in outcomes:
                 outcomes[name].timed = timed_run
-        return GroupRun(experiment, spec.name, outcomes, result, time.perf_counter() - start, notes)
+        timeline.update(result.timeline, collected=time.monotonic(), child=read_timeline(workdir / "out"))
+        return GroupRun(experiment, spec.name, outcomes, result, time.perf_counter() - start, notes, timeline)
     finally:
         stack.close()
         shutil.rmtree(workdir, ignore_errors=True)
+        timeline["end"] = time.monotonic()
+
+
+def read_timeline(out_dir: Path) -> dict:
+    """The child's ``out/_timeline.json`` (grader.probe), numbers only; {} if absent or odd.
+
+    Written by the student's process, so it is hostile input like every results file, read
+    after the cases (its bytes cannot crowd them out) and used for timing reports only.
+    """
+    def number(value):
+        return finite_seconds(value) if not isinstance(value, bool) else None
+
+    try:
+        with ResultsFolder(out_dir, file_bytes=MAX_TIMELINE_BYTES, group_bytes=MAX_TIMELINE_BYTES) as out:
+            data = out.read_bytes("_timeline.json", MAX_TIMELINE_BYTES)
+        doc = json.loads(data) if data else None
+    except (Refused, ValueError, RecursionError, OSError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    found = {key: number(doc.get(key)) for key in ("started", "imported", "cpu_imported", "done", "cpu_done")}
+    cases = doc.get("cases") if isinstance(doc.get("cases"), dict) else {}
+    found["cases"] = {str(name)[:MAX_CASE_NAME]: {key: number(marks.get(key))
+                                                  for key in ("start", "end", "cpu", "weights")}
+                      for name, marks in list(cases.items())[:MAX_TIMELINE_CASES] if isinstance(marks, dict)}
+    return found

@@ -108,7 +108,7 @@ class Limits:
 
 @dataclass
 class RunResult:
-    status: str  # ok | exit | timeout | cpu-limit | memory-limit | signal | start-failed
+    status: str  # ok | exit | timeout | cpu-limit | memory-limit | signal | start-failed | cancelled
     returncode: int | None
     signal_name: str | None
     seconds: float
@@ -117,6 +117,10 @@ class RunResult:
     truncated: bool
     message: str
     protections: dict
+    # time.monotonic() marks of the parent's side: "prepare" (run_sandboxed entered),
+    # "spawn" (just before the boot stage starts) and "exit" (the child was reaped); and
+    # "cpu", the command's CPU seconds (user + system, its waited-for children included).
+    timeline: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- output capture
@@ -440,13 +444,18 @@ def capped_folder(path: Path, size_bytes: int):
 
 def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[str, str] | None = None,
                   hide_paths: Sequence[Path] = (), readonly_paths: Sequence[Path] = (),
-                  drop_privileges: bool | None = None) -> RunResult:
-    """Run ``argv`` in ``workdir`` under ``limits``; never raises for the child's behaviour."""
+                  drop_privileges: bool | None = None, cancel: threading.Event | None = None) -> RunResult:
+    """Run ``argv`` in ``workdir`` under ``limits``; never raises for the child's behaviour.
+
+    Setting ``cancel`` (from another thread) kills the child as the wall-clock limit would;
+    the result's status is then ``cancelled``.
+    """
     if not argv or not all(isinstance(a, str) for a in argv):
         raise ValueError(f"argv must be a non-empty list of str, got {argv!r}")
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise FileNotFoundError(f"sandbox work folder {workdir} does not exist; create it before running the child")
+    prepare = time.monotonic()
     hide = [Path(p).resolve() for p in hide_paths]
     readonly = [Path(p).resolve() for p in readonly_paths]
     for path in readonly:
@@ -532,7 +541,9 @@ def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits, env: dict[s
                                    view="only the listed paths, read-only; private /tmp, /var/tmp, /dev/shm",
                                    reason_off="not root: same user id as the grader, no cgroup limits")
         spec["rlimits"] = rlimits
-        return _run(argv, spec, child_env, workdir, limits, protections, group)
+        result = _run(argv, spec, child_env, workdir, limits, protections, group, cancel)
+        result.timeline["prepare"] = prepare
+        return result
     except OSError as exc:
         return _failed_start(f"sandbox preparation failed: {exc}", protections)
     finally:
@@ -620,9 +631,9 @@ def _leftovers(uid: int) -> list[int]:
 
 
 def _run(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits: Limits,
-         protections: dict, group=None) -> RunResult:
+         protections: dict, group=None, cancel: threading.Event | None = None) -> RunResult:
     try:
-        return _run_child(argv, spec, env, workdir, limits, protections, group)
+        return _run_child(argv, spec, env, workdir, limits, protections, group, cancel)
     finally:
         view = spec.get("view")
         if view:
@@ -652,7 +663,7 @@ def _after(spec: dict, protections: dict, group) -> None:
 
 
 def _run_child(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, limits: Limits,
-               protections: dict, group) -> RunResult:
+               protections: dict, group, cancel: threading.Event | None = None) -> RunResult:
     status_read, status_write = os.pipe()
     spec["status_fd"] = status_write
     command = [sys.executable, "-I", "-S", str(BOOT_SCRIPT), json.dumps(spec), *argv]
@@ -671,7 +682,7 @@ def _run_child(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, 
         reader.start()
 
     deadline = start + limits.wall_seconds
-    timed_out = False
+    timed_out = cancelled = False
     usage = None
     status = 0
     try:
@@ -679,8 +690,10 @@ def _run_child(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, 
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            if time.monotonic() >= deadline:
-                timed_out = True
+            now = time.monotonic()
+            if now >= deadline or (cancel is not None and cancel.is_set()):
+                timed_out = now >= deadline
+                cancelled = not timed_out
                 _kill_group(proc.pid)
                 _, status, usage = os.wait4(proc.pid, 0)
                 break
@@ -692,7 +705,8 @@ def _run_child(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, 
         proc.wait()
         os.close(status_read)
         raise
-    seconds = time.monotonic() - start
+    exited = time.monotonic()
+    seconds = exited - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from waiting again
     # Leftovers in the group (a forked grandchild) must not outlive the run or hold the pipes.
     _kill_group(proc.pid)
@@ -728,10 +742,13 @@ def _run_child(argv: list[str], spec: dict, env: dict[str, str], workdir: Path, 
 
     def result(kind: str, message: str) -> RunResult:
         name = signal.Signals(sig).name if sig else None
-        return RunResult(kind, returncode, name, seconds, stdout, stderr, truncated, message, protections)
+        return RunResult(kind, returncode, name, seconds, stdout, stderr, truncated, message, protections,
+                         {"spawn": start, "exit": exited, "cpu": cpu})
 
     if timed_out:
         return result("timeout", f"timed out after {limits.wall_seconds:.1f} s (wall-clock limit)")
+    if cancelled:
+        return result("cancelled", "stopped by the grader: its results were no longer needed")
     if boot_error is not None and returncode == BOOT_FAILED:
         return _failed_start(boot_error, protections, seconds, stderr)
     return _classify(result, returncode, sig, cpu, stderr, limits, oom_kills)

@@ -147,6 +147,7 @@ def _progress_stream():
 def grade_experiment(session, experiment: str, verbose: bool = False) -> ExperimentResult:
     """Run the declared checks of ``experiment`` under pytest in this process."""
     start = time.perf_counter()
+    start_mark = time.monotonic()
     plugin = GradingPlugin(session, experiment)
     args = [str(CHECKS_DIR / "run_checks.py"), "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--no-header",
             "-o", "console_output_style=classic", "--rootdir", str(REPO_ROOT), "-c", str(CHECKS_DIR / "pytest.ini")]
@@ -164,6 +165,13 @@ def grade_experiment(session, experiment: str, verbose: bool = False) -> Experim
         if session.progress is not None:
             session.progress.close()
             session.progress = None
+        # Reference runs started beside the submission that no check needed are stopped.
+        finish = getattr(session, "finish", None)
+        if finish is not None:
+            finish(experiment)
+    record = getattr(session, "_record", None)
+    if record is not None:   # the benchmark's timeline (grader.session.TIMELINE_ENV)
+        record({"event": "experiment", "experiment": experiment, "t": start_mark, "end": time.monotonic()})
     # Run in tier order, reported in the declared order.
     ordered = sorted(plugin.results, key=lambda r: plugin.order.get(r.name, len(plugin.order)))
     result = ExperimentResult(experiment, ordered, session.notes.get(experiment, []),

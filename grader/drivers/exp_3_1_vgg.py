@@ -157,10 +157,12 @@ def vgg_network(ctx, p, x):
     them; only when that run does not walk every layer in order (an exception, a skipped
     layer) are they run once more by the kit's loop, for pool5 and the softmax.
     """
+    ctx.watch_weights()
     vgg_cpu = ctx.module("vgg_cpu")
     vgg = vgg_cpu.VGG19(param_path=ctx.resources["weights"])
     vgg.build_model()
-    vgg.init_model()
+    if not ctx.golden:   # load_model overwrites every parameter init_model draws
+        vgg.init_model()
     vgg.load_model()
     vgg.load_image(image_file(x["image"]) if "image" in x else ctx.resources["image"])
     names = layer_names(vgg)

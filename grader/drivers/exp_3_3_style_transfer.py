@@ -79,14 +79,20 @@ def _network(ctx, loops: bool):
 
     loops=True: every conv and pool layer runs the book's loops (tier 80); False: the
     layers as build_model made them, the speed-up (tier 100). Either way an exception in
-    a layer carries a note naming it.
+    a layer carries a note naming it. For the reference's goldens (``ctx.golden``) one
+    network serves both: its speed-up layers compute the loops' function (in float64 for
+    float64 input, like the loops), and init_model is skipped (load_model sets every
+    parameter).
     """
+    ctx.watch_weights()
     st = ctx.module("style_transfer")
+    loops = loops and not ctx.golden
     key = "vgg_loops" if loops else "vgg_speedup"
     if key not in ctx.cache:
         vgg = st.VGG19(param_path=ctx.resources["weights"])
         vgg.build_model()
-        vgg.init_model()
+        if not ctx.golden:
+            vgg.init_model()
         vgg.load_model()
         if loops:
             style.use_loop_layers(vgg)
