@@ -141,7 +141,7 @@ def breakdown(run: dict) -> dict:
         whole = _span(tl, "start", "end")
         if record["reference"]:
             cpu["golden computation"] += tl.get("cpu") or 0.0
-            if record.get("cancelled"):
+            if record.get("unused"):   # ran beside the submission, stopped or finished, never waited for
                 continue
             spent = waits.get((exp, record["group"]), whole)
             add(exp, "golden computation", spent)
@@ -183,7 +183,7 @@ def group_lines(run: dict) -> list[str]:
         child = tl.get("child") or {}
         cases = (child.get("cases") or {}).values()
         both = {**tl, **child}
-        side = ("ref-x" if record.get("cancelled") else "ref") if record["reference"] else "stu"
+        side = ("ref-x" if record.get("unused") else "ref") if record["reference"] else "stu"
         lines.append(f"    {record['experiment'] + '/' + record['group']:<34} "
                      f"{side:<6}{_span(tl, 'start', 'end'):7.2f}"
                      f"{tl.get('cpu') or 0.0:7.2f}{_span(tl, 'start', 'spawn'):8.2f}"

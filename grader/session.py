@@ -142,9 +142,9 @@ class GradingSession:
         except (OSError, TypeError, ValueError):
             pass
 
-    def _record_run(self, run: GroupRun, reference: bool, cancelled: bool = False) -> None:
+    def _record_run(self, run: GroupRun, reference: bool, unused: bool = False) -> None:
         self._record({"event": "group", "experiment": run.experiment, "group": run.group, "reference": reference,
-                      "cancelled": cancelled, "seconds": run.seconds, "timeline": run.timeline,
+                      "unused": unused, "seconds": run.seconds, "timeline": run.timeline,
                       "cases": {name: o.seconds for name, o in run.outcomes.items()}})
 
     # ----- runs ----------------------------------------------------------------------
@@ -290,7 +290,7 @@ class GradingSession:
         for job, groups in jobs.values():
             try:
                 run = job.result()
-                self._record_run(run, True, cancelled=True)
+                self._record_run(run, True, unused=True)
             except Exception:  # noqa: BLE001 - cancelled before it started, or failed: nothing to keep
                 pass
             for name in groups:

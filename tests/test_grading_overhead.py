@@ -227,7 +227,7 @@ def test_benchmark_breakdown_adds_up_to_the_process_wall_time():
                group("layers", True, 2.0, 6.0, [("h", 2.2, 5.9, 0.0)]),   # ran beside, 0.5 s waited
                {"event": "golden_wait", "experiment": "e", "group": "layers", "t": 3.0, "end": 3.5},
                group("network", False, 3.5, 9.0, [("n", 3.7, 8.9, 1.0)]),
-               group("network", True, 4.0, 9.0, [], cancelled=True),
+               group("network", True, 4.0, 9.0, [], unused=True),
                {"event": "experiment", "experiment": "e", "t": 1.5, "end": 9.5}]
     run = {"spawn": 0.0, "end": 10.0, "cpu": 20.0, "records": records, "scores": {"e": 100}}
     got = _bench().breakdown(run)
