@@ -253,7 +253,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--experiments", default=",".join(EXPERIMENTS), help="comma-separated experiment ids")
     p.add_argument("--repeat", type=int, default=2, help="rounds (each grades every submission once per variant)")
     p.add_argument("--skip-book", action="store_true",
-                   help="grade only the fast submission (the book's loop 3.1 network takes ~12 minutes)")
+                   help="grade only the fast submission (the book's loop 3.1 network takes 4-12 minutes)")
     p.add_argument("--quick", action="store_true", help="--skip-book and a single round")
     p.add_argument("--no-baseline", action="store_true", help="only the grader as it is (no 'before' rows)")
     p.add_argument("--seed", type=int, default=SEED, help="seed of the hidden checks (the same for every run)")
