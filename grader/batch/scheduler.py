@@ -14,6 +14,7 @@ then the graders are killed, the CSV keeps every finished row and the scratch is
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -355,6 +356,25 @@ def _check_limits(args) -> None:
                          f"and pass the same --seed to all {n} shards (and to their reruns)")
 
 
+@contextlib.contextmanager
+def _holding(lock, busy):
+    """Hold ``lock`` (an :class:`ExclusiveLock`) for the block, or refuse the batch.
+
+    ``busy(pid)`` is the refusal when another batch holds it; a lock that cannot be taken at
+    all (an unwritable folder) is refused with the OS error.
+    """
+    try:
+        lock.acquire()
+    except LockHeld as exc:
+        raise BatchError(busy(exc.pid or "unknown")) from None
+    except OSError as exc:
+        raise BatchError(f"cannot lock {lock.path}: {exc}") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def run(args) -> int:
     """Grade the batch described by the parsed command line ``args``.
 
@@ -397,18 +417,10 @@ def run(args) -> int:
         raise BatchError(f"cannot make the grader's work folder: {exc}") from None
 
     with stop_signals():
-        lock = GradebookLock(csv_path)
-        try:
-            lock.acquire()
-        except LockHeld as exc:
-            raise BatchError(f"another batch is writing {csv_path.name} (pid {exc.pid or 'unknown'}); wait for "
-                             f"it to finish, or give this batch another --csv") from None
-        except OSError as exc:
-            raise BatchError(f"cannot lock {lock.path}: {exc}") from None
-        try:
+        busy = (lambda pid: f"another batch is writing {csv_path.name} (pid {pid}); wait for it to finish, "
+                            f"or give this batch another --csv")
+        with _holding(GradebookLock(csv_path), busy) as lock:
             return _run_locked(args, folder, experiments, csv_path, results_dir, lock.path, scratch_parent)
-        finally:
-            lock.release()
 
 
 def _check_header(csv_path: Path, old_header: list[str], header: list[str]) -> None:
@@ -504,19 +516,11 @@ def _run_locked(args, folder: Path, experiments: list[str], csv_path: Path, resu
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteFailed("the results folder", results_dir, exc) from None
-    folder_lock = FolderLock(results_dir)
-    try:
-        folder_lock.acquire()
-    except LockHeld as exc:
-        raise BatchError(f"another batch (pid {exc.pid or 'unknown'}) writes its reports to {results_dir}; wait for "
-                         f"it to finish, or give this batch another --results-dir") from None
-    except OSError as exc:
-        raise BatchError(f"cannot lock {folder_lock.path}: {exc}") from None
-    try:
+    busy = (lambda pid: f"another batch (pid {pid}) writes its reports to {results_dir}; wait for it to "
+                        f"finish, or give this batch another --results-dir")
+    with _holding(FolderLock(results_dir), busy):
         return _grade_locked(args, folder, experiments, csv_path, results_dir, lock_file, scratch_parent, header,
                              rows, seed, entries, mine, todo, skipped)
-    finally:
-        folder_lock.release()
 
 
 def _grade_locked(args, folder: Path, experiments: list[str], csv_path: Path, results_dir: Path, lock_file: Path,
